@@ -1,0 +1,3 @@
+"""estimate: inference cost estimator for ONNX models, checked against measurement."""
+
+__version__ = "0.1.0"

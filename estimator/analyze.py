@@ -1,0 +1,322 @@
+"""analyze(graph) -> CostTable: per-layer costs that depend on the graph alone, never on hardware.
+
+Conventions (also in docs/counting.md and every report header):
+- MACs: multiply-accumulates of contraction ops only (1 MAC = 1 multiply + 1 add; vendor
+  "FLOPs" are 2 per MAC). Everything else is counted as non-MAC ops.
+- params: elements of every weight tensor the graph stores or derives from constants alone
+  (initializers, Constant, ConstantOfShape of an initializer, DequantizeLinear/Cast/Reshape/
+  Transpose of constants), BatchNorm's four vectors included. A weight shared by several
+  layers is counted once, at its first consumer. Constant control inputs (shape vectors,
+  axes, Resize scales, Clip bounds) are not parameters.
+- activations: every tensor a layer reads or writes that is not a model constant.
+- A layer is every node that is not folded as constant computation. Ops without a cost
+  function are listed as unsupported; ops whose cost needs an unknown shape are listed as
+  uncosted. Neither is ever counted as zero silently.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Mapping
+
+import numpy as np
+
+from . import ops as _ops  # noqa: F401  (registers every cost function)
+from .graph import FLOAT_DTYPES, PRECISION_BYTES, Graph, TensorInfo
+from .ops.base import CONTROL_INPUTS, FREE_OPS, OpContext, OpCost, ShapeUnknown, lookup
+
+# Dtypes through which a constant's stored dtype is traced back (weights stored int8 and
+# dequantized, or stored fp16 and cast up, are stored at the narrow type).
+_PASS_THROUGH = frozenset({"DequantizeLinear", "Cast", "Reshape", "Transpose", "Identity",
+                           "Squeeze", "Unsqueeze", "Flatten"})
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """The cost of one layer (node) at the analyzed batch size."""
+
+    name: str
+    op_type: str
+    domain: str
+    kind: str
+    layer_class: str
+    macs: int
+    non_mac_ops: int
+    params: int
+    weight_bytes: float          # at the stored dtype
+    weight_float_elems: int      # the part of params stored as floating point
+    weight_other_bytes: float    # bytes of weights stored as integers (already quantized)
+    input_elems: int             # activations read (non-constant inputs)
+    input_bytes: float           # at the stored dtype
+    input_float_elems: int
+    output_elems: int
+    output_bytes: float
+    output_float_elems: int
+    output_shape: tuple[int, ...] | None
+    winograd_candidate: bool
+    status: str = "ok"           # ok | unsupported | uncosted (shape unknown)
+    note: str = ""
+    map_k: int = 0                 # reduction size per output (rows of a MAC array); 0: not mapped
+    map_n: int = 0                 # output channels / columns (cols of a MAC array); 0: not mapped
+    inputs: tuple[str, ...] = ()   # activation tensors read
+    outputs: tuple[str, ...] = ()  # activation tensors written
+
+    def weight_bytes_at(self, precision: str | None) -> float:
+        """Weight bytes with floating-point weights at `precision` (None: as stored)."""
+        if precision is None:
+            return self.weight_bytes
+        return self.weight_other_bytes + self.weight_float_elems * PRECISION_BYTES[precision]
+
+
+@dataclass(frozen=True)
+class Totals:
+    macs: int
+    non_mac_ops: int
+    params: int
+    weight_bytes: float
+    max_activation_elems: int
+    max_activation_bytes: float
+    max_activation_tensor: str
+    peak_activation_bytes: float
+    macs_by_op_type: Mapping[str, int]
+    layers: int
+    unsupported_ops: Mapping[str, int]
+    uncosted_ops: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class CostTable:
+    """Per-layer costs of one graph at one batch size (default 1: per sample)."""
+
+    model: str
+    batch: int
+    inputs: tuple[TensorInfo, ...]
+    layers: tuple[LayerCost, ...]
+    totals: Totals
+    precision: str | None = None   # bytes figures use this precision for float tensors
+    notes: tuple[str, ...] = ()
+    weights_present: bool = True
+    tensor_bytes: Mapping[str, float] = field(default_factory=dict, repr=False, compare=False)
+    outputs: tuple[str, ...] = ()  # graph outputs (written to DRAM by the roofline)
+
+    # numpy columns, built once, for array arithmetic in the roofline and sweeps
+    @cached_property
+    def macs(self) -> np.ndarray:
+        return np.array([l.macs for l in self.layers], dtype=np.float64)
+
+    @cached_property
+    def non_mac_ops(self) -> np.ndarray:
+        return np.array([l.non_mac_ops for l in self.layers], dtype=np.float64)
+
+    def column(self, attr: str) -> np.ndarray:
+        return np.array([getattr(l, attr) for l in self.layers], dtype=np.float64)
+
+
+def _tensor_bytes(t: TensorInfo | None, precision: str | None) -> float:
+    if t is None:
+        return 0.0
+    b = t.bytes_at(precision)
+    return float(b or 0.0)
+
+
+def _stored_dtype(graph: Graph, name: str, producers: Mapping[str, object]) -> str:
+    """The dtype a constant is stored at, traced back through Cast/DequantizeLinear/reshapes."""
+    seen = 0
+    cur = name
+    while cur in producers and seen < 16:
+        node = producers[cur]
+        if node.op_type not in _PASS_THROUGH or not node.inputs or not node.inputs[0]:
+            break
+        cur = node.inputs[0]
+        seen += 1
+    t = graph.tensors.get(cur) or graph.tensors.get(name)
+    return t.dtype if t is not None else "float32"
+
+
+def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> CostTable:
+    """Cost every layer of `graph`; `precision` (fp32|fp16|bf16|int8) sizes float tensors.
+
+    `batch` is the batch size the graph's shapes were set to (recorded, not applied).
+    """
+    producers = {o: n for n in graph.nodes for o in n.outputs if o}
+    layers: list[LayerCost] = []
+    weight_owner: set[str] = set()
+    macs_by_type: Counter[str] = Counter()
+    unsupported: Counter[str] = Counter()
+    uncosted: Counter[str] = Counter()
+    tensors = graph.tensors
+    is_const = graph.constants
+
+    for node in graph.nodes:
+        if node.name in graph.const_nodes:
+            continue
+        qtype = node.qualified_type
+        control = CONTROL_INPUTS.get(node.op_type, frozenset()) if node.domain in ("", "ai.onnx") else frozenset()
+        in_infos = tuple(tensors.get(x) if x else None for x in node.inputs)
+        out_infos = tuple(tensors.get(x) if x else None for x in node.outputs)
+        const_flags = tuple(bool(x) and x in is_const for x in node.inputs)
+
+        # parameters: constant, non-control inputs, owned by their first consumer
+        params = 0
+        wbytes = 0.0
+        wfloat = 0
+        wother = 0.0
+        for i, x in enumerate(node.inputs):
+            if not x or not const_flags[i] or i in control or x in weight_owner:
+                continue
+            t = tensors.get(x)
+            if t is None or t.elems is None or t.elems <= 1:
+                continue  # scalar constants (GELU's 0.5, a 1/sqrt(d) scale) are not parameters
+            weight_owner.add(x)
+            params += t.elems
+            sd = _stored_dtype(graph, x, producers)
+            t_stored = TensorInfo(x, t.shape, sd)
+            b = float(t_stored.bytes_at(None) or 0)
+            wbytes += b
+            if sd in FLOAT_DTYPES:
+                wfloat += t.elems
+            else:
+                wother += b
+        act_in = [(x, t) for x, t, c in zip(node.inputs, in_infos, const_flags) if x and not c and x not in graph.constants]
+        act_out = [(x, t) for x, t in zip(node.outputs, out_infos) if x]
+        in_elems = sum((t.elems or 0) for _, t in act_in if t is not None)
+        in_float = sum((t.elems or 0) for _, t in act_in if t is not None and t.dtype in FLOAT_DTYPES)
+        in_bytes = sum(_tensor_bytes(t, None) for _, t in act_in)
+        out_elems = sum((t.elems or 0) for _, t in act_out if t is not None)
+        out_float = sum((t.elems or 0) for _, t in act_out if t is not None and t.dtype in FLOAT_DTYPES)
+        out_bytes = sum(_tensor_bytes(t, None) for _, t in act_out)
+        out_shape = out_infos[0].shape if out_infos and out_infos[0] is not None else None
+
+        status, note = "ok", ""
+        if node.domain in ("", "ai.onnx") and node.op_type in FREE_OPS:
+            cost = OpCost(kind="view", layer_class="other")
+        else:
+            fn = lookup(node.op_type, node.domain)
+            if fn is None:
+                cost = OpCost(kind="unknown", layer_class="other")
+                status, note = "unsupported", f"no cost function for {qtype}"
+                unsupported[qtype] += 1
+            else:
+                ctx = OpContext(node=node, inputs=in_infos, outputs=out_infos, const_inputs=const_flags)
+                try:
+                    cost = fn(ctx)
+                except ShapeUnknown as e:
+                    cost = OpCost(kind="unknown", layer_class="other")
+                    status, note = "uncosted", f"shape unknown: {e}"
+                    uncosted[qtype] += 1
+        if cost.macs:
+            macs_by_type[qtype] += int(cost.macs)
+        mk, mn = _mapping_dims(node, in_infos) if cost.macs else (0, 0)
+        layers.append(LayerCost(
+            name=node.name, op_type=node.op_type, domain=node.domain, kind=cost.kind,
+            layer_class=cost.layer_class, macs=int(cost.macs), non_mac_ops=int(cost.non_mac_ops),
+            params=int(params), weight_bytes=wbytes, weight_float_elems=int(wfloat), weight_other_bytes=wother,
+            input_elems=int(in_elems), input_bytes=in_bytes, input_float_elems=int(in_float),
+            output_elems=int(out_elems), output_bytes=out_bytes, output_float_elems=int(out_float),
+            output_shape=out_shape, winograd_candidate=bool(cost.winograd_candidate),
+            status=status, note=note, map_k=mk, map_n=mn,
+            inputs=tuple(x for x, _ in act_in), outputs=tuple(x for x, _ in act_out)))
+
+    # activation tensors: graph inputs and every layer output
+    act_names: list[str] = list(graph.inputs)
+    for l in layers:
+        act_names.extend(l.outputs)
+    tensor_bytes = {x: _tensor_bytes(tensors.get(x), precision) for x in act_names}
+    max_name, max_elems = "", 0
+    for x in act_names:
+        t = tensors.get(x)
+        if t is not None and t.elems is not None and t.elems > max_elems:
+            max_name, max_elems = x, t.elems
+    max_bytes = tensor_bytes.get(max_name, 0.0)
+    peak = _peak_live_bytes(graph, layers, tensor_bytes)
+
+    weight_bytes = sum(l.weight_bytes_at(precision) for l in layers)
+    totals = Totals(
+        macs=int(sum(l.macs for l in layers)),
+        non_mac_ops=int(sum(l.non_mac_ops for l in layers)),
+        params=int(sum(l.params for l in layers)),
+        weight_bytes=float(weight_bytes),
+        max_activation_elems=int(max_elems), max_activation_bytes=float(max_bytes),
+        max_activation_tensor=max_name, peak_activation_bytes=float(peak),
+        macs_by_op_type=dict(macs_by_type.most_common()), layers=len(layers),
+        unsupported_ops=dict(unsupported.most_common()), uncosted_ops=dict(uncosted.most_common()))
+    inputs = tuple(graph.tensors[x] for x in graph.inputs if x in graph.tensors)
+    return CostTable(model=graph.name, batch=batch, inputs=inputs, layers=tuple(layers),
+                     totals=totals, precision=precision, notes=graph.notes,
+                     weights_present=graph.weights_present, tensor_bytes=tensor_bytes,
+                     outputs=tuple(graph.outputs))
+
+
+_CONV_W = {"Conv": 1, "FusedConv": 1, "ConvInteger": 1, "NhwcConv": 1, "QLinearConv": 3}
+_MATMUL_B = {"MatMul": 1, "FusedMatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3,
+             "MatMulIntegerToFloat": 1, "DynamicQuantizeMatMul": 1}
+
+
+def _mapping_dims(node, in_infos) -> tuple[int, int]:
+    """(K, N) of a contraction layer for mapping onto a rows x cols MAC array.
+
+    K = input channels per group (convs) or the reduction dim (matmuls); N = output channels
+    (all groups) or the output columns. The kernel window and the spatial/batch dims are
+    iterated in time. (0, 0) where the op has no such mapping (Einsum, attention, RNNs):
+    the roofline then assumes full utilization and says so.
+    """
+    def shape(i):
+        return in_infos[i].shape if i < len(in_infos) and in_infos[i] is not None else None
+
+    op = node.op_type
+    try:
+        if op in _CONV_W:
+            w = shape(_CONV_W[op])
+            return (int(w[1]), int(w[0])) if w and len(w) >= 2 else (0, 0)
+        if op == "ConvTranspose":
+            w = shape(1)
+            g = int(node.attrs.get("group", 1))
+            return (int(w[0]) // g, int(w[1]) * g) if w and len(w) >= 2 else (0, 0)
+        if op == "Gemm":
+            b = shape(1)
+            if not b or len(b) != 2:
+                return (0, 0)
+            return (int(b[1]), int(b[0])) if node.attrs.get("transB", 0) else (int(b[0]), int(b[1]))
+        if op in _MATMUL_B:
+            b = shape(_MATMUL_B[op])
+            if not b:
+                return (0, 0)
+            if op == "FusedMatMul" and node.attrs.get("transB", 0) and len(b) >= 2:
+                return (int(b[-1]), int(b[-2]))
+            return (int(b[-2]), int(b[-1])) if len(b) >= 2 else (int(b[0]), 1)
+    except (TypeError, ValueError, IndexError):
+        return (0, 0)
+    return (0, 0)
+
+
+def _peak_live_bytes(graph: Graph, layers: list[LayerCost], tensor_bytes: Mapping[str, float]) -> float:
+    """Peak of live activation bytes over the topological schedule of the layers.
+
+    A tensor is live from its producer's step (graph inputs: step 0) through its last
+    consumer's step (graph outputs: the last step). While a layer runs, its inputs and outputs
+    are all live. Views (Reshape, Flatten...) alias their input: counted as new tensors here,
+    which overstates the peak by at most the aliased tensor; stated in docs/counting.md.
+    """
+    n = len(layers)
+    if n == 0:
+        return float(sum(tensor_bytes.get(x, 0.0) for x in graph.inputs))
+    start: dict[str, int] = {x: 0 for x in graph.inputs}
+    end: dict[str, int] = {}
+    for i, l in enumerate(layers):
+        for x in l.outputs:
+            start.setdefault(x, i)
+            end.setdefault(x, i)
+        for x in l.inputs:
+            end[x] = i
+    for x in graph.outputs:
+        if x in start:
+            end[x] = n - 1
+    delta = np.zeros(n + 1)
+    for x, s in start.items():
+        e = end.get(x, s)
+        b = tensor_bytes.get(x, 0.0)
+        delta[s] += b
+        delta[e + 1] -= b
+    return float(np.cumsum(delta)[:n].max())

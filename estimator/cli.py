@@ -1,0 +1,243 @@
+"""The `estimate` command. Thin commands, one function each; errors become exit codes here.
+
+`estimate MODEL [options]` is short for `estimate analyze MODEL [options]`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from . import api, report
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Inference cost estimator for ONNX models. `estimate MODEL` analyzes a model "
+                       "(a path or a built-in name, see `estimate models`); add --hw PROFILE for a roofline prediction.")
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+def _console() -> Console:
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+MODEL_HELP = "Path to an .onnx file, or a built-in model name (see `estimate models`)."
+
+
+@app.command("analyze")
+def analyze_cmd(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    hw: Optional[str] = typer.Option(None, "--hw", help="Hardware profile: a YAML path or a shipped name (see `estimate profiles`)."),
+    batch: Optional[str] = typer.Option(None, "--batch", "-b", help="Batch size (sets the leading dim of every input); with --hw a list such as 1,2,4,8."),
+    input_: Optional[List[str]] = typer.Option(None, "--input", "-i", help="Set an input's shape: NAME=1x3x608x608 (repeatable)."),
+    resolution: Optional[str] = typer.Option(None, "--resolution", "-r", help="HxW of the single image input, e.g. 1088x1920."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Sequence length of a built-in language model (bert-base)."),
+    precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32|fp16|bf16|int8: bytes per float element (and MAC rate with --hw)."),
+    winograd: Optional[str] = typer.Option(None, "--winograd", help="off|f2|f4 (with --hw; default: the profile's)."),
+    layers: bool = typer.Option(False, "--layers", help="Print the per-layer table."),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table (for people) | json | csv | markdown."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="With --hw: write a roofline + throughput plot (FILE.png or .svg; needs `pip install 'estimate[plot]'`)."),
+) -> None:
+    """Analyze MODEL: per-layer MACs, params, activations; with --hw, predicted latency and throughput."""
+    if precision is not None and precision not in api.PRECISIONS:
+        raise UserError(f"--precision: unknown '{precision}' (known: {', '.join(api.PRECISIONS)})")
+    batches = api.parse_batches(batch)
+    shapes = api.parse_inputs(input_)
+    res = api.parse_resolution(resolution)
+    if hw is None:
+        if winograd is not None or plot is not None:
+            raise UserError("--winograd and --plot need a hardware profile: add --hw PROFILE (see `estimate profiles`)")
+        if batches is not None and len(batches) > 1:
+            raise UserError("--batch: a list of batch sizes needs --hw (a prediction per batch); without --hw give one size")
+        table = api.analyze(model, batch=batches[0] if batches else None, input_shapes=shapes,
+                            resolution=res, seq_len=seq_len, precision=precision)
+        doc = report.analysis_document(table, source=model)
+        if fmt == Format.json:
+            _emit(json.dumps(doc, indent=1))
+        elif fmt == Format.csv:
+            _emit(report.layers_csv(doc))
+        elif fmt == Format.markdown:
+            _emit(report.analysis_markdown(doc, with_layers=layers))
+        else:
+            report.render_analysis(_console(), table, with_layers=layers)
+        return
+    from . import predict_cli
+
+    predict_cli.run(model=model, hw=hw, batches=batches, input_shapes=shapes, resolution=res, seq_len=seq_len,
+                    precision=precision, winograd=winograd, layers=layers, fmt=fmt.value, plot=plot,
+                    emit=_emit, console=_console())
+
+
+@app.command("models")
+def models_cmd(fmt: Format = typer.Option(Format.table, "--format", "-f", help="table | json | csv | markdown.")) -> None:
+    """List the built-in reference models (usable wherever a model path is)."""
+    from . import models
+
+    rows = []
+    for name, spec in models.BUILTINS.items():
+        res = getattr(spec, "default_resolution", None)
+        seq = getattr(spec, "default_seq_len", None)
+        rows.append({"name": name, "description": getattr(spec, "description", ""),
+                     "default_input": (f"{res[0]}x{res[1]}" if res else f"seq {seq}" if seq else ""),
+                     "reference": getattr(spec, "citation", "")})
+    cols = ["name", "description", "default_input", "reference"]
+    if fmt == Format.json:
+        _emit(json.dumps(rows, indent=1))
+    elif fmt == Format.csv:
+        _emit(report.rows_to_csv(rows, cols))
+    elif fmt == Format.markdown:
+        _emit(report.markdown_table(rows, cols))
+    else:
+        from rich.table import Table
+
+        t = Table(title="Built-in reference models (estimate NAME, estimate export NAME -o FILE)", title_justify="left")
+        for c in cols[:3]:
+            t.add_column(c)
+        for r in rows:
+            t.add_row(r["name"], r["description"], r["default_input"])
+        _console().print(t)
+
+
+@app.command("export")
+def export_cmd(
+    name: str = typer.Argument(..., help="A built-in model name (see `estimate models`)."),
+    output: str = typer.Option(..., "--output", "-o", help="The .onnx file to write."),
+    weights: bool = typer.Option(True, "--weights/--no-weights", help="Random weights embedded, or graph-only (external data referenced but not written)."),
+    resolution: Optional[str] = typer.Option(None, "--resolution", "-r", help="HxW of the image input."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Sequence length (bert-base)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a built-in reference model to an .onnx file."""
+    from . import models, onnx_io
+
+    if name not in models.BUILTINS:
+        raise UserError(f"'{name}' is not a built-in model (built-ins: {', '.join(models.BUILTINS)})")
+    if os.path.exists(output) and not force:
+        raise UserError(f"{output}: exists; pass --force to overwrite")
+    proto = models.build(name, resolution=api.parse_resolution(resolution), seq_len=seq_len, weights=weights)
+    onnx_io.save_model(proto, output)
+    typer.echo(f"wrote {output} ({'with random weights' if weights else 'graph-only: weights referenced, not written'})")
+
+
+@app.command("profiles")
+def profiles_cmd(fmt: Format = typer.Option(Format.table, "--format", "-f", help="table | json | csv | markdown.")) -> None:
+    """List the shipped hardware profiles with their headline figures."""
+    from . import hardware
+
+    rows = []
+    for p in hardware.list_profiles():
+        rows.append({
+            "name": p.name, "description": p.description or "", "clock_hz": p.clock_hz,
+            "peak_macs_per_s": {k: p.peak_macs_per_s(k) for k in p.precisions},
+            "sram_bytes": p.sram_bytes, "dram_bandwidth_bytes_per_s": p.dram_bandwidth_bytes_per_s,
+            "winograd": (f"f{p.winograd.tile}" if p.winograd else "off"), "source": p.source,
+        })
+    if fmt == Format.json:
+        _emit(json.dumps(rows, indent=1))
+        return
+    flat = [{**r, "peak_macs_per_s": ", ".join(f"{k} {report.si(v)}" for k, v in r["peak_macs_per_s"].items()),
+             "sram": report.bytes_str(r["sram_bytes"]), "dram": report.si(r["dram_bandwidth_bytes_per_s"], "B/s")} for r in rows]
+    cols = ["name", "peak_macs_per_s", "sram", "dram", "winograd", "description"]
+    if fmt == Format.csv:
+        _emit(report.rows_to_csv(rows, ["name", "clock_hz", "sram_bytes", "dram_bandwidth_bytes_per_s", "winograd", "description"]))
+    elif fmt == Format.markdown:
+        _emit(report.markdown_table(flat, cols))
+    else:
+        from rich.table import Table
+
+        t = Table(title="Shipped hardware profiles (--hw NAME); peak in MAC/s", title_justify="left")
+        for c in cols:
+            t.add_column(c)
+        for r in flat:
+            t.add_row(*[str(r[c]) for c in cols])
+        _console().print(t)
+
+
+def _register_optional() -> None:
+    """Commands that live in other packages (validate/, calibration)."""
+    try:
+        from .validate.cli import results_command, validate_command
+    except ImportError:
+        return
+    app.command("validate")(validate_command)
+    app.command("results")(results_command)
+
+
+_register_optional()
+
+try:
+    from . import predict_cli as _pc
+
+    _pc.register(app)
+except ImportError:
+    pass
+
+
+def _known_commands() -> set[str]:
+    cmd = typer.main.get_command(app)
+    return set(getattr(cmd, "commands", {}).keys())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: `estimate MODEL ...` is routed to `analyze`; UserError -> one line, exit 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    known = _known_commands()
+    if args[:1] == ["--version"]:
+        from . import __version__
+
+        typer.echo(f"estimate {__version__}")
+        return _finish(0, argv)
+    if args and args[0] not in known and args[0] not in ("--help", "-h"):
+        args = ["analyze", *args]
+    cmd = typer.main.get_command(app)
+    try:
+        # standalone mode: usage errors print click's message and exit 2 (SystemExit)
+        cmd.main(args=args, prog_name="estimate", standalone_mode=True)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except UserError as e:
+        sys.stderr.write(f"estimate: error: {e}\n")
+        code = 2
+    except KeyboardInterrupt:
+        sys.stderr.write("estimate: interrupted\n")
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    except MemoryError:
+        sys.stderr.write("estimate: error: out of memory (is an input dim absurd?)\n")
+        code = 2
+    except Exception as e:  # a bug: one line, the traceback only on request
+        if os.environ.get("ESTIMATE_TRACEBACK"):
+            raise
+        sys.stderr.write(f"estimate: internal error: {type(e).__name__}: {e} "
+                         "(set ESTIMATE_TRACEBACK=1 for the traceback; please report)\n")
+        code = 1
+    return _finish(code, argv)
+
+
+def _finish(code: int, argv: list[str] | None) -> int:
+    if argv is None:
+        sys.stdout.flush()
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,610 @@
+"""The loader: the only module of the core that imports `onnx`.
+
+load_graph(path or ModelProto, overrides) -> Graph, ready for costing:
+
+1. Parse without external data (counting never needs weight bytes, so a 10 GB model with
+   external data is analyzed from its graph alone; a missing data file is only a note).
+2. Strip weight payloads before any shape work: initializers keep their dims and dtype, and
+   only small integer tensors (shape vectors, axes) keep their values. Shape inference then
+   costs what the graph costs, not what the weights weigh.
+3. Check structure: undefined inputs and cycles are errors naming the node.
+4. Set input dims: --input NAME=AxBxC, --batch N (leading dim of every input), --resolution HxW
+   (single image input); an unresolved symbolic dim is an error naming input, dim and option.
+5. ONNX shape inference with data propagation, then complete it where it stops by evaluating
+   the small constant/shape subgraphs (Shape -> Gather -> Concat -> Reshape chains) and
+   running inference again.
+6. Classify constants: initializers and everything computed from them alone are model
+   constants (weights, when a layer consumes them); values computed from static shapes are
+   folded too but are not weights.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, shape_inference
+
+from .errors import UserError
+from .graph import Graph, Node, TensorInfo, elems_of
+
+# Integer constants up to this many elements keep their values (shape arithmetic needs them).
+_SMALL_CONST_ELEMS = 4096
+# Static values computed while completing shape inference are kept up to this size.
+_EVAL_LIMIT_ELEMS = 1 << 16
+# A tensor with more elements than this is an input mistake, not a model (2**50 ~ 1e15).
+_ABSURD_ELEMS = 1 << 50
+_ABSURD_DIM = 1 << 31
+
+_RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+                         "Multinomial", "Bernoulli"})
+_SHAPE_READERS = frozenset({"Shape", "Size"})
+# Constant-only nodes of these ops are folded into derived weights (their output is the
+# weight a layer consumes). Other ops with constant inputs are folded only when every output
+# is a small tensor (shape arithmetic); otherwise they stay layers, so that e.g. a Gather from
+# a constant embedding table with constant indices counts the table it stores as parameters.
+_WEIGHT_DERIVING = frozenset({"Constant", "ConstantOfShape", "DequantizeLinear", "Cast", "CastLike",
+                              "Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten",
+                              "Concat"})
+# Ops whose subgraph attributes we do not descend into.
+_SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
+
+_INT_TYPES = {TensorProto_t for TensorProto_t in (
+    onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.INT16, onnx.TensorProto.INT8,
+    onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32,
+    onnx.TensorProto.UINT64, onnx.TensorProto.BOOL)}
+
+
+def dtype_name(elem_type: int) -> str:
+    """ONNX element type number -> numpy-style name ('float32', 'int64', ...)."""
+    try:
+        name = onnx.TensorProto.DataType.Name(elem_type)
+    except ValueError:
+        return "unknown"
+    return {
+        "FLOAT": "float32", "FLOAT16": "float16", "BFLOAT16": "bfloat16", "DOUBLE": "float64",
+        "INT8": "int8", "UINT8": "uint8", "INT16": "int16", "UINT16": "uint16",
+        "INT32": "int32", "UINT32": "uint32", "INT64": "int64", "UINT64": "uint64",
+        "BOOL": "bool", "STRING": "string", "COMPLEX64": "complex64", "COMPLEX128": "complex128",
+        "FLOAT8E4M3FN": "float8e4m3fn", "FLOAT8E4M3FNUZ": "float8e4m3fnuz",
+        "FLOAT8E5M2": "float8e5m2", "FLOAT8E5M2FNUZ": "float8e5m2fnuz",
+        "INT4": "int4", "UINT4": "uint4", "FLOAT4E2M1": "float4e2m1", "UNDEFINED": "unknown",
+    }.get(name, name.lower())
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_model(path: str) -> onnx.ModelProto:
+    """Parse an .onnx file without its external data; every failure is a one-line UserError."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory, not an .onnx file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not data:
+        raise UserError(f"{path}: empty file, not an ONNX model")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception:  # protobuf's DecodeError and friends
+        raise UserError(f"{path}: not an ONNX model (the protobuf does not parse; truncated or another format?)") from None
+    del data
+    if model.ir_version <= 0 or not model.HasField("graph") or (not model.graph.node and not model.graph.output):
+        raise UserError(f"{path}: not an ONNX model (no IR version or no graph)")
+    return model
+
+
+def _external_info(t: onnx.TensorProto) -> dict[str, str]:
+    return {e.key: e.value for e in t.external_data}
+
+
+def _check_external_location(path: str, base_dir: str, tensor: str, location: str) -> str:
+    """Resolve an external-data location; refuse one outside the model's folder."""
+    if os.path.isabs(location):
+        raise UserError(f"{path}: initializer '{tensor}': external data location '{location}' is an absolute path; refusing to read outside the model's folder")
+    full = os.path.realpath(os.path.join(base_dir, location))
+    root = os.path.realpath(base_dir)
+    if os.path.commonpath([full, root]) != root:
+        raise UserError(f"{path}: initializer '{tensor}': external data location '{location}' points outside the model's folder; refusing to read it")
+    return full
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+def _node_names(nodes: Iterable[onnx.NodeProto]) -> list[str]:
+    """Stable unique node names: the node's own, else '<op_type>_<index>'; duplicates get '#k'."""
+    seen: dict[str, int] = {}
+    out = []
+    for i, n in enumerate(nodes):
+        name = n.name or f"{n.op_type}_{i}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}#{seen[name]}"
+        else:
+            seen[name] = 0
+        out.append(name)
+    return out
+
+
+def _topo_order(src: str, nodes: list[onnx.NodeProto], names: list[str], available: set[str]) -> list[int]:
+    """Indices of nodes in a topological order; errors for undefined inputs and cycles."""
+    producer: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        for o in n.output:
+            if o:
+                producer[o] = i
+    indeg = [0] * len(nodes)
+    users: list[list[int]] = [[] for _ in nodes]
+    for i, n in enumerate(nodes):
+        deps = set()
+        for x in n.input:
+            if not x:
+                continue
+            if x in producer:
+                deps.add(producer[x])
+            elif x not in available:
+                raise UserError(f"{src}: node '{names[i]}' ({n.op_type}) reads '{x}', which no node, input or initializer defines")
+        for d in deps:
+            users[d].append(i)
+        indeg[i] = len(deps)
+    ready = deque(i for i in range(len(nodes)) if indeg[i] == 0)
+    order = []
+    while ready:
+        i = ready.popleft()
+        order.append(i)
+        for u in users[i]:
+            indeg[u] -= 1
+            if indeg[u] == 0:
+                ready.append(u)
+    if len(order) != len(nodes):
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for i in range(len(nodes)):
+            if indeg[i] > 0:
+                for u in users[i]:
+                    if indeg[u] > 0:
+                        g.add_edge(i, u)
+        try:
+            cyc = nx.find_cycle(g)
+            members = ", ".join(f"'{names[a]}'" for a, _ in cyc[:4])
+        except nx.NetworkXNoCycle:  # pragma: no cover - indegree left means a cycle
+            members = "?"
+        raise UserError(f"{src}: the graph has a cycle through node(s) {members}")
+    return order
+
+
+# ----------------------------------------------------------------------------- input dims
+
+
+def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None]:
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return []
+    out: list[int | str | None] = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            out.append(d.dim_param)
+        else:
+            out.append(None)
+    return out
+
+
+def _set_dims(vi: onnx.ValueInfoProto, dims: list[int]) -> None:
+    shape = vi.type.tensor_type.shape
+    shape.ClearField("dim")
+    for d in dims:
+        shape.dim.add().dim_value = int(d)
+
+
+def _apply_overrides(src: str, inputs: list[onnx.ValueInfoProto], batch: int | None,
+                     input_shapes: Mapping[str, tuple[int, ...]], resolution: tuple[int, int] | None,
+                     notes: list[str]) -> None:
+    names = [vi.name for vi in inputs]
+    for key in input_shapes:
+        if key not in names:
+            raise UserError(f"{src}: --input {key}=...: the model has no input '{key}' (inputs: {', '.join(names) or 'none'})")
+    image_inputs = [vi for vi in inputs if len(_dims(vi)) == 4 and vi.name not in input_shapes]
+    defaulted: list[str] = []
+    if resolution is not None and len(image_inputs) != 1:
+        raise UserError(f"{src}: --resolution needs exactly one 4-D image input, the model has {len(image_inputs)} ({', '.join(v.name for v in image_inputs) or 'none'}); use --input NAME=NxCxHxW")
+    for vi in inputs:
+        dims = _dims(vi)
+        if vi.name in input_shapes:
+            want = list(input_shapes[vi.name])
+            if dims and len(want) != len(dims):
+                raise UserError(f"{src}: --input {vi.name}: the model's input has rank {len(dims)} ({_fmt_dims(dims)}), got {len(want)} dims")
+            notes.append(f"input '{vi.name}' shape set to {'x'.join(map(str, want))} by --input")
+            _set_dims(vi, want)
+            continue
+        if not vi.type.HasField("tensor_type"):
+            raise UserError(f"{src}: input '{vi.name}' is not a tensor; this tool handles tensor inputs only")
+        if not vi.type.tensor_type.HasField("shape"):
+            raise UserError(f"{src}: input '{vi.name}' has no shape; set it with --input {vi.name}=AxBx...")
+        new = list(dims)
+        if new and batch is not None:
+            if isinstance(new[0], int) and new[0] != batch:
+                notes.append(f"input '{vi.name}': leading dim {new[0]} overridden to {batch} by --batch")
+            new[0] = batch
+        elif new and not isinstance(new[0], int):
+            defaulted.append(f"'{vi.name}'")
+            new[0] = 1
+        if resolution is not None and vi is image_inputs[0]:
+            if isinstance(new[2], int) and isinstance(new[3], int) and (new[2], new[3]) != tuple(resolution):
+                notes.append(f"input '{vi.name}': resolution {new[2]}x{new[3]} overridden to {resolution[0]}x{resolution[1]}")
+            new[2], new[3] = resolution
+        for k, d in enumerate(new):
+            if not isinstance(d, int) or d <= 0:
+                hint = f"--resolution HxW or --input {vi.name}=..." if len(new) == 4 and k >= 2 else f"--input {vi.name}={'x'.join(str(x) if isinstance(x, int) and x > 0 else '?' for x in new)}"
+                raise UserError(f"{src}: input '{vi.name}' dim {k} ('{d if d is not None else '?'}') is not set; set it with {hint}")
+        _set_dims(vi, new)
+    if defaulted:
+        notes.append(f"symbolic batch dim of input(s) {', '.join(defaulted)} set to 1 (change with --batch)")
+
+
+def _fmt_dims(dims: list) -> str:
+    return "x".join("?" if d is None else str(d) for d in dims)
+
+
+# ----------------------------------------------------------------------------- attributes
+
+
+def _attr_value(a: onnx.AttributeProto) -> Any:
+    if a.type == onnx.AttributeProto.GRAPH or a.type == onnx.AttributeProto.GRAPHS:
+        return "<subgraph>"
+    if a.type == onnx.AttributeProto.TENSOR:
+        return _tensor_array(a.t, header_only=True)
+    if a.type == onnx.AttributeProto.SPARSE_TENSOR:
+        return "<sparse tensor>"
+    v = helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, list):
+        return tuple(x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in v)
+    return v
+
+
+def _tensor_array(t: onnx.TensorProto, header_only: bool = False) -> np.ndarray | None:
+    """A tensor's value if it is small and embedded; None otherwise."""
+    n = elems_of(tuple(t.dims))
+    if n is None or n > _EVAL_LIMIT_ELEMS or t.data_location == onnx.TensorProto.EXTERNAL:
+        return None
+    try:
+        return numpy_helper.to_array(t)
+    except Exception:
+        return None
+
+
+# ----------------------------------------------------------------------------- constants
+
+
+def _eval_node(node: onnx.NodeProto, values: list[np.ndarray | None], opset: int) -> list[np.ndarray] | None:
+    """Evaluate one node on small known values with ONNX's reference implementation.
+
+    `values` has one entry per node input, None for an omitted optional input.
+    """
+    try:
+        from onnx.reference import ReferenceEvaluator
+
+        ins = [f"in{i}" if x else "" for i, x in enumerate(node.input)]
+        outs = [f"out{i}" for i in range(len(node.output))]
+        n = helper.make_node(node.op_type, ins, outs, domain=node.domain or None)
+        n.attribute.extend(node.attribute)
+        vis = [helper.make_tensor_value_info(x, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+               for x, v in zip(ins, values) if x]
+        g = helper.make_graph([n], "eval", vis, [helper.make_tensor_value_info(o, 0, None) for o in outs])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", max(opset, 7))])
+        feeds = {x: v for x, v in zip(ins, values) if x}
+        res = ReferenceEvaluator(m).run(None, feeds)
+        return [np.asarray(r) for r in res]
+    except Exception:
+        return None
+
+
+def _out_elems_bound(node: onnx.NodeProto, values: list[np.ndarray | None]) -> int | None:
+    """For ops whose output size is set by a value (ConstantOfShape, Expand, Tile, Range)."""
+    try:
+        if node.op_type == "ConstantOfShape":
+            return int(np.prod(values[0])) if values[0] is not None else None
+        if node.op_type == "Expand":
+            return int(np.prod(np.broadcast_shapes(values[0].shape, tuple(int(x) for x in values[1]))))
+        if node.op_type == "Tile":
+            return int(values[0].size * np.prod(values[1]))
+        if node.op_type == "Range":
+            s, l, d = (float(np.asarray(v).reshape(-1)[0]) for v in values[:3])
+            return max(int(np.ceil((l - s) / d)), 0) if d else None
+    except Exception:
+        return None
+    return 0
+
+
+# ----------------------------------------------------------------------------- main entry
+
+
+def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
+               input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+               resolution: tuple[int, int] | None = None, name: str | None = None) -> Graph:
+    """Load a model (path, or a ModelProto this function may modify) into a costable Graph."""
+    notes: list[str] = []
+    if isinstance(source, onnx.ModelProto):
+        model = source
+        src = name or model.graph.name or "<model>"
+        path = ""
+    else:
+        path = str(source)
+        src = path
+        model = read_model(path)
+    if batch is not None and batch <= 0:
+        raise UserError(f"{src}: --batch must be >= 1, got {batch}")
+    g = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+
+    # 1-2. Initializers: note external data, keep small integer values, strip the rest.
+    init_names = set()
+    init_info: dict[str, TensorInfo] = {}
+    const_values: dict[str, np.ndarray] = {}
+    weights_present = True
+    missing_files: set[str] = set()
+    for t in g.initializer:
+        init_names.add(t.name)
+        init_info[t.name] = TensorInfo(t.name, tuple(int(d) for d in t.dims), dtype_name(t.data_type))
+        n = elems_of(tuple(t.dims)) or 0
+        small_int = t.data_type in _INT_TYPES and n <= _SMALL_CONST_ELEMS
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            info = _external_info(t)
+            loc = info.get("location", "")
+            full = _check_external_location(src, base_dir, t.name, loc) if path else None
+            if full is None or not os.path.exists(full):
+                weights_present = False
+                missing_files.add(loc)
+            elif small_int:
+                arr = _read_external_small(full, t, info)
+                if arr is not None:
+                    const_values[t.name] = arr
+            # the external reference itself is harmless for shape inference: drop it
+            t.ClearField("external_data")
+            t.data_location = onnx.TensorProto.DEFAULT
+            continue
+        if small_int or n <= 16:
+            arr = _tensor_array(t)
+            if arr is not None:
+                const_values[t.name] = arr
+                continue
+        for fld in ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
+                    "uint64_data", "string_data"):
+            t.ClearField(fld)
+    if missing_files and path:
+        notes.append(f"weights absent (external data not found: {', '.join(sorted(missing_files))}); counting from shapes only")
+    if not path and any(not t.HasField("raw_data") for t in g.initializer if t.name not in const_values):
+        weights_present = False if missing_files else weights_present
+
+    # 3. Structure: real inputs (IR3 lists initializers as inputs too), undefined inputs, cycles.
+    real_inputs = [vi for vi in g.input if vi.name not in init_names]
+    nodes = list(g.node)
+    names = _node_names(nodes)
+    available = init_names | {vi.name for vi in g.input}
+    order = _topo_order(src, nodes, names, available)
+
+    # 4. Input dims.
+    _apply_overrides(src, real_inputs, batch, dict(input_shapes or {}), resolution, notes)
+    for vi in real_inputs:
+        n = elems_of(tuple(_dims(vi)))  # all ints now
+        if n is not None and n > _ABSURD_ELEMS:
+            raise UserError(f"{src}: input '{vi.name}' would have {n:.3g} elements ({_fmt_dims(_dims(vi))}): check --batch/--input/--resolution")
+        for d in _dims(vi):
+            if isinstance(d, int) and d > _ABSURD_DIM:
+                raise UserError(f"{src}: input '{vi.name}' dim {d} is absurd (> 2^31): check --batch/--input/--resolution")
+
+    # 5. Shape inference, completed by evaluating constant/shape subgraphs.
+    if model.ir_version < 3:
+        model.ir_version = 3
+    infos, const_values, static = _infer_and_complete(src, model, nodes, names, order, init_names,
+                                                     const_values, opset, notes)
+    for k, v in init_info.items():
+        infos.setdefault(k, v)
+    for vi in real_inputs:
+        infos[vi.name] = TensorInfo(vi.name, tuple(int(d) for d in _dims(vi)),
+                                    dtype_name(vi.type.tensor_type.elem_type))
+    for t in infos.values():
+        n = t.elems
+        if n is not None and n > _ABSURD_ELEMS:
+            raise UserError(f"{src}: tensor '{t.name}' would have {n:.3g} elements (shape {'x'.join(map(str, t.shape))}): the input dims are absurd")
+
+    # 6. Constants: from initializers alone -> model constants; from static shapes -> folded.
+    constants = set(init_names)
+    const_nodes: set[str] = set()
+    for i in order:
+        n = nodes[i]
+        if n.op_type in _RANDOM_OPS or n.op_type in _SUBGRAPH_OPS:
+            continue
+        ins = [x for x in n.input if x]
+        if n.op_type in _SHAPE_READERS and ins and infos.get(ins[0]) is not None and infos[ins[0]].shape is not None:
+            const_nodes.add(names[i])
+            static.update(o for o in n.output if o)
+            continue
+        small = all(_is_small(infos.get(o)) for o in n.output if o)
+        if all(x in constants for x in ins) and (n.op_type in _WEIGHT_DERIVING or small):
+            const_nodes.add(names[i])
+            constants.update(o for o in n.output if o)
+        elif all(x in constants or x in static for x in ins) and (small or n.op_type in _WEIGHT_DERIVING):
+            const_nodes.add(names[i])
+            static.update(o for o in n.output if o)
+
+    out_nodes = tuple(
+        Node(names[i], nodes[i].op_type, nodes[i].domain if nodes[i].domain != "ai.onnx" else "",
+             tuple(nodes[i].input), tuple(nodes[i].output),
+             {a.name: _attr_value(a) for a in nodes[i].attribute})
+        for i in order)
+    return Graph(
+        name=name or g.name or os.path.splitext(os.path.basename(path))[0] or "model",
+        path=path, nodes=out_nodes, tensors=infos,
+        inputs=tuple(vi.name for vi in real_inputs), outputs=tuple(o.name for o in g.output),
+        constants=frozenset(constants), const_nodes=frozenset(const_nodes),
+        const_values=const_values, notes=tuple(notes), opset=opset, weights_present=weights_present)
+
+
+def _is_small(t: TensorInfo | None) -> bool:
+    """A known tensor of at most _SMALL_CONST_ELEMS elements (shape arithmetic, not weights)."""
+    return t is not None and t.elems is not None and t.elems <= _SMALL_CONST_ELEMS
+
+
+def _read_external_small(full: str, t: onnx.TensorProto, info: Mapping[str, str]) -> np.ndarray | None:
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info.get("length", 0)) or None
+        with open(full, "rb") as f:
+            f.seek(offset)
+            raw = f.read(length if length is not None else -1)
+        c = onnx.TensorProto()
+        c.CopyFrom(t)
+        c.ClearField("external_data")
+        c.data_location = onnx.TensorProto.DEFAULT
+        c.raw_data = raw
+        return numpy_helper.to_array(c)
+    except Exception:
+        return None
+
+
+def _collect_infos(model: onnx.ModelProto) -> dict[str, TensorInfo]:
+    infos: dict[str, TensorInfo] = {}
+    g = model.graph
+    for vi in list(g.value_info) + list(g.output) + list(g.input):
+        if not vi.type.HasField("tensor_type"):
+            continue
+        tt = vi.type.tensor_type
+        shape = None
+        if tt.HasField("shape"):
+            dims = _dims(vi)
+            if all(isinstance(d, int) and d >= 0 for d in dims):
+                shape = tuple(int(d) for d in dims)
+        prev = infos.get(vi.name)
+        if prev is None or (prev.shape is None and shape is not None):
+            infos[vi.name] = TensorInfo(vi.name, shape, dtype_name(tt.elem_type))
+    return infos
+
+
+def _infer(src: str, model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as e:  # inference errors on malformed graphs
+        msg = str(e).strip().splitlines()
+        raise UserError(f"{src}: ONNX shape inference failed: {(msg[-1] if msg else type(e).__name__)[:300]}") from None
+
+
+def _infer_and_complete(src, model, nodes, names, order, init_names, const_values, opset, notes):
+    """Run shape inference; where shapes stay unknown, evaluate small static subgraphs and retry."""
+    inferred = _infer(src, model)
+    infos = _collect_infos(inferred)
+    static: set[str] = set()
+    for attempt in range(3):
+        unknown = [i for i in order for o in nodes[i].output if o and (o not in infos or infos[o].shape is None)]
+        if not unknown:
+            break
+        values = dict(const_values)
+        new = {}
+        for i in order:
+            n = nodes[i]
+            if n.op_type in _RANDOM_OPS or n.op_type in _SUBGRAPH_OPS or n.domain not in ("", "ai.onnx"):
+                continue
+            if all(o in values for o in n.output if o):
+                continue
+            if n.op_type in _SHAPE_READERS:
+                t = infos.get(n.input[0])
+                if t is None or t.shape is None:
+                    continue
+                v = np.array(t.shape, dtype=np.int64)
+                if n.op_type == "Size":
+                    v = np.array(int(np.prod(t.shape)), dtype=np.int64)
+                else:
+                    start = next((a.i for a in n.attribute if a.name == "start"), 0)
+                    end = next((a.i for a in n.attribute if a.name == "end"), None)
+                    v = v[start:end]
+                values[n.output[0]] = v
+                new[n.output[0]] = v
+                continue
+            if n.op_type == "Constant":
+                for a in n.attribute:
+                    if a.name == "value":
+                        arr = _tensor_array(a.t)
+                        if arr is not None:
+                            values[n.output[0]] = arr
+                    elif a.name in ("value_int", "value_ints", "value_float", "value_floats"):
+                        values[n.output[0]] = np.array(helper.get_attribute_value(a),
+                                                       dtype=np.int64 if "int" in a.name else np.float32)
+                continue
+            ins = [x for x in n.input]
+            if not all((not x) or x in values for x in ins):
+                continue
+            vals = [values[x] if x else None for x in ins]
+            bound = _out_elems_bound(n, vals)
+            if bound is None or bound > _EVAL_LIMIT_ELEMS:
+                continue
+            res = _eval_node(n, vals, opset)
+            if res is None:
+                continue
+            for o, r in zip(n.output, res):
+                if o and r.size <= _EVAL_LIMIT_ELEMS:
+                    values[o] = r
+                    new[o] = r
+        # feed the newly known values to inference as initializers, then retry
+        added = [k for k in new if k not in init_names]
+        if not added:
+            break
+        m2 = onnx.ModelProto()
+        m2.CopyFrom(model)
+        existing = {t.name for t in m2.graph.initializer}
+        for k in added:
+            if k not in existing:
+                m2.graph.initializer.append(numpy_helper.from_array(np.asarray(new[k]), k))
+        static.update(added)
+        const_values = {**const_values, **new}
+        inferred = _infer(src, m2)
+        got = _collect_infos(inferred)
+        for k, v in got.items():
+            if k not in infos or infos[k].shape is None:
+                infos[k] = v
+        for k in added:  # the values' own shapes are known exactly
+            arr = np.asarray(new[k])
+            infos[k] = TensorInfo(k, tuple(arr.shape), str(arr.dtype) if arr.dtype != np.bool_ else "bool")
+        if attempt == 0:
+            notes.append(f"shape inference completed by evaluating {len(added)} static shape tensor(s)")
+    return infos, const_values, static
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def save_model(model: onnx.ModelProto, path: str) -> None:
+    """Write a model atomically (temp file in the same folder, then rename)."""
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(d):
+        raise UserError(f"{path}: folder {d} does not exist")
+    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(model.SerializeToString())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise UserError(f"{path}: cannot write: {e.strerror or e}") from None
+    except ValueError as e:  # protobuf > 2 GB
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise UserError(f"{path}: cannot serialize: {e}") from None

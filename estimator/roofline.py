@@ -1,0 +1,449 @@
+"""The roofline predictor: CostTable (per sample) x hardware profile(s) x batch sizes.
+
+Everything is array arithmetic over three axes: configurations (C: hardware variants),
+batches (B) and layers (L). A prediction for one profile is C = 1; a design-space sweep over
+10,000 variants is the same code with C = 10,000. Per layer, at batch b:
+
+  compute_s = b * MACs' / (peak_MAC/s * utilization * compute_efficiency[class])
+              + b * non_MAC_ops / vector_ops_per_s        (0 when the profile gives no rate)
+  memory_s  = DRAM_bytes(b) / (dram_bandwidth * memory_efficiency)
+  time_s    = max(compute_s, memory_s) + layer_overhead_s      (views: 0)
+  bound     = "compute" if compute_s >= memory_s else "memory"
+
+and the model runs its layers one after another: latency(b) = sum of layer times,
+throughput(b) = b / latency(b).
+
+SRAM residency policy (explicit, all-or-nothing for weights):
+- weights: if every weight of the model (at the precision, after Winograd growth when the
+  profile stores transformed weights) fits in sram_bytes, they stay resident: read from DRAM
+  once and amortized away in steady state (0 DRAM bytes per inference). Otherwise every layer
+  streams its weights from DRAM once per batch (b samples share one read).
+- activations: the SRAM left after resident weights holds activations. A layer "fits" when
+  b x (its input + output activation bytes) fits there. A tensor stays on chip when its
+  producer and every consumer fit; otherwise it is written to DRAM once and read back by
+  each consumer. Graph inputs are read from DRAM; graph outputs are written to DRAM.
+  View ops (Reshape, Flatten, ...) alias their input and cost nothing.
+
+Winograd F(m x m, 3x3) on candidate layers (3x3, stride 1, dilation 1, group 1): MACs shrink
+by (m*3)^2/(m+2)^2 (2.25 for F2, 4 for F4); stored weights grow by ((m+2)/3)^2 (16/9, 4) when
+the profile stores them transformed; with `expand_on_load` they stay untransformed in SRAM
+and DRAM and are expanded on the way into the compute units.
+
+Utilization: with `mac_array: {rows, cols}` a contraction layer with reduction size K (input
+channels per group) and N output channels uses K/(ceil(K/rows)*rows) of the rows and
+N/(ceil(N/cols)*cols) of the columns; a depthwise conv has K = 1. Without an array, or for
+ops with no such mapping (Einsum, attention, RNNs), utilization is 1.
+
+Not modelled (stated in docs/roofline.md): pipelining between layers, on-chip bandwidth,
+DRAM latency, tiling re-reads when a layer's working set exceeds SRAM (counted once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .analyze import CostTable
+from .errors import UserError
+from .hardware import HardwareProfile
+from .ops.base import LAYER_CLASSES
+
+WINOGRAD_TILES = {"off": 0, "f2": 2, "f4": 4}
+
+
+def winograd_factors(tile: int) -> tuple[float, float]:
+    """(MAC reduction, weight growth) of F(tile x tile, 3x3): ((3m)^2/(m+2)^2, ((m+2)/3)^2)."""
+    if tile == 0:
+        return 1.0, 1.0
+    m, r = tile, 3
+    return (m * r) ** 2 / (m + r - 1) ** 2, ((m + r - 1) / r) ** 2
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class LayerArrays:
+    """The per-layer columns the roofline needs, built once from a CostTable."""
+
+    names: tuple[str, ...]
+    op_types: tuple[str, ...]
+    macs: np.ndarray            # (L,) per sample
+    non_mac: np.ndarray         # (L,) per sample
+    weight_bytes: np.ndarray    # (L,) at the precision, untransformed
+    winograd: np.ndarray        # (L,) bool candidate
+    map_k: np.ndarray           # (L,) 0 = unmapped
+    map_n: np.ndarray
+    is_view: np.ndarray         # (L,) bool
+    costed: np.ndarray          # (L,) bool: status ok
+    class_idx: np.ndarray       # (L,) index into LAYER_CLASSES
+    tensor_bytes: np.ndarray    # (T,) per sample
+    producer: np.ndarray        # (T,) layer index, -1 for graph inputs
+    is_output: np.ndarray       # (T,) bool
+    edge_tensor: np.ndarray     # (E,) consumer edges: tensor index
+    edge_layer: np.ndarray      # (E,) consumer edges: layer index
+    ws_bytes: np.ndarray        # (L,) working set per sample (input + output activation bytes)
+
+    @classmethod
+    def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = ()) -> "LayerArrays":
+        layers = table.layers
+        prec = table.precision
+        is_view = np.array([l.kind == "view" for l in layers], dtype=bool)
+        # aliases: a view's outputs are its (root) input
+        alias: dict[str, str] = {}
+        for l, v in zip(layers, is_view):
+            if v and l.inputs:
+                root = alias.get(l.inputs[0], l.inputs[0])
+                for o in l.outputs:
+                    alias[o] = root
+        tbytes = table.tensor_bytes
+        names: list[str] = []
+        index: dict[str, int] = {}
+
+        def tid(x: str) -> int:
+            x = alias.get(x, x)
+            if x not in index:
+                index[x] = len(names)
+                names.append(x)
+            return index[x]
+
+        producer: dict[int, int] = {}
+        edges_t, edges_l = [], []
+        for i, l in enumerate(layers):
+            if is_view[i]:
+                continue
+            for x in l.outputs:
+                producer[tid(x)] = i
+            for x in dict.fromkeys(l.inputs):
+                edges_t.append(tid(x))
+                edges_l.append(i)
+        outs = {alias.get(x, x) for x in graph_outputs}
+        T = len(names)
+        tb = np.array([float(tbytes.get(x, 0.0)) for x in names])
+        prod = np.array([producer.get(t, -1) for t in range(T)], dtype=np.int64)
+        is_out = np.array([x in outs for x in names], dtype=bool)
+        et = np.array(edges_t, dtype=np.int64)
+        el = np.array(edges_l, dtype=np.int64)
+        L = len(layers)
+        ws = np.zeros(L)
+        if len(et):
+            np.add.at(ws, el, tb[et])
+        has_prod = prod >= 0
+        np.add.at(ws, prod[has_prod], tb[has_prod])
+        cls_index = {c: i for i, c in enumerate(LAYER_CLASSES)}
+        return cls(
+            names=tuple(l.name for l in layers), op_types=tuple(l.op_type for l in layers),
+            macs=np.array([l.macs for l in layers], dtype=np.float64),
+            non_mac=np.array([l.non_mac_ops for l in layers], dtype=np.float64),
+            weight_bytes=np.array([l.weight_bytes_at(prec) for l in layers], dtype=np.float64),
+            winograd=np.array([l.winograd_candidate for l in layers], dtype=bool),
+            map_k=np.array([l.map_k for l in layers], dtype=np.float64),
+            map_n=np.array([l.map_n for l in layers], dtype=np.float64),
+            is_view=is_view, costed=np.array([l.status == "ok" for l in layers], dtype=bool),
+            class_idx=np.array([cls_index.get(l.layer_class, cls_index["other"]) for l in layers], dtype=np.int64),
+            tensor_bytes=tb, producer=prod, is_output=is_out, edge_tensor=et, edge_layer=el, ws_bytes=ws)
+
+
+@dataclass(frozen=True)
+class HwArrays:
+    """Hardware parameters as (C,) columns: one entry per configuration."""
+
+    names: tuple[str, ...]
+    peak_macs_per_s: np.ndarray
+    vector_ops_per_s: np.ndarray      # inf = non-MAC work costs memory traffic only
+    sram_bytes: np.ndarray
+    dram_bytes_per_s: np.ndarray
+    mem_eff: np.ndarray
+    compute_eff: np.ndarray           # (C, n_classes)
+    rows: np.ndarray                  # 0 = no array
+    cols: np.ndarray
+    overhead_s: np.ndarray
+    wino_tile: np.ndarray             # 0 = off
+    wino_expand: np.ndarray           # bool: expand_on_load
+    energy_mac_j: np.ndarray          # nan = unknown
+    energy_byte_j: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def from_profiles(cls, profiles: Sequence[HardwareProfile], precision: str, winograd: str | None = None) -> "HwArrays":
+        if winograd is not None and winograd not in WINOGRAD_TILES:
+            raise UserError(f"--winograd: unknown '{winograd}' (use off, f2 or f4)")
+        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte")}
+        for p in profiles:
+            cols["peak"].append(p.peak_macs_per_s(precision))  # raises naming the precisions it has
+            v = p.vector_ops_per_s(precision)
+            cols["vec"].append(np.inf if v is None else v)
+            cols["sram"].append(float(p.sram_bytes))
+            cols["bw"].append(float(p.dram_bandwidth_bytes_per_s))
+            cols["meff"].append(float(p.efficiency.memory))
+            cols["ceff"].append([p.efficiency.compute_for(c) for c in LAYER_CLASSES])
+            cols["rows"].append(float(p.mac_array.rows) if p.mac_array else 0.0)
+            cols["cols"].append(float(p.mac_array.cols) if p.mac_array else 0.0)
+            cols["ovh"].append(float(p.layer_overhead_s))
+            if winograd is not None:
+                tile = WINOGRAD_TILES[winograd]
+            else:
+                tile = p.winograd.tile if p.winograd else 0
+            cols["tile"].append(tile)
+            cols["exp"].append(bool(p.winograd and p.winograd.weights == "expand_on_load"))
+            e = p.energy
+            cols["emac"].append(float(e.per_mac_j[precision]) if e and precision in e.per_mac_j else np.nan)
+            cols["ebyte"].append(float(e.per_dram_byte_j) if e and e.per_dram_byte_j is not None else np.nan)
+        return cls(names=tuple(p.name for p in profiles), peak_macs_per_s=np.array(cols["peak"]),
+                   vector_ops_per_s=np.array(cols["vec"]), sram_bytes=np.array(cols["sram"]),
+                   dram_bytes_per_s=np.array(cols["bw"]), mem_eff=np.array(cols["meff"]),
+                   compute_eff=np.array(cols["ceff"]).reshape(len(profiles), len(LAYER_CLASSES)),
+                   rows=np.array(cols["rows"]), cols=np.array(cols["cols"]), overhead_s=np.array(cols["ovh"]),
+                   wino_tile=np.array(cols["tile"]), wino_expand=np.array(cols["exp"], dtype=bool),
+                   energy_mac_j=np.array(cols["emac"]), energy_byte_j=np.array(cols["ebyte"]))
+
+    @classmethod
+    def grid(cls, base: HardwareProfile, precision: str, winograd: str | None = None,
+             **axes: Sequence[float]) -> "HwArrays":
+        """A full grid over some parameters of `base` (sram_bytes, dram_bandwidth_bytes_per_s,
+        mac_units, clock_hz, layer_overhead_s), built as arrays without one profile per point."""
+        one = cls.from_profiles([base], precision, winograd)
+        allowed = {"sram_bytes", "dram_bandwidth_bytes_per_s", "mac_units", "clock_hz", "layer_overhead_s"}
+        for k, v in axes.items():
+            if k not in allowed:
+                raise UserError(f"--vary: cannot vary '{k}' (can vary: {', '.join(sorted(allowed))})")
+            if len(v) == 0 or any((not np.isfinite(x)) or x <= 0 and k != "layer_overhead_s" or x < 0 for x in v):
+                raise UserError(f"--vary {k}: values must be positive numbers")
+        keys = list(axes)
+        mesh = np.meshgrid(*[np.asarray(axes[k], dtype=np.float64) for k in keys], indexing="ij") if keys else []
+        n = int(np.prod([len(axes[k]) for k in keys])) if keys else 1
+        flat = {k: m.reshape(-1) for k, m in zip(keys, mesh)}
+
+        def col(arr: np.ndarray) -> np.ndarray:
+            return np.repeat(arr, n, axis=0)
+
+        peak = col(one.peak_macs_per_s)
+        if "mac_units" in flat:
+            peak = flat["mac_units"] * base.clock_hz
+        if "clock_hz" in flat:
+            units = flat["mac_units"] if "mac_units" in flat else float(base.mac_units[precision])
+            peak = units * flat["clock_hz"]
+        vec = col(one.vector_ops_per_s)
+        if "clock_hz" in flat and np.isfinite(vec).all():
+            vec = vec / base.clock_hz * flat["clock_hz"]
+        return cls(names=tuple(f"{base.name}#{i}" for i in range(n)), peak_macs_per_s=peak, vector_ops_per_s=vec,
+                   sram_bytes=flat.get("sram_bytes", col(one.sram_bytes)),
+                   dram_bytes_per_s=flat.get("dram_bandwidth_bytes_per_s", col(one.dram_bytes_per_s)),
+                   mem_eff=col(one.mem_eff), compute_eff=col(one.compute_eff), rows=col(one.rows), cols=col(one.cols),
+                   overhead_s=flat.get("layer_overhead_s", col(one.overhead_s)), wino_tile=col(one.wino_tile),
+                   wino_expand=col(one.wino_expand), energy_mac_j=col(one.energy_mac_j), energy_byte_j=col(one.energy_byte_j))
+
+
+# ----------------------------------------------------------------------------- core
+
+
+def _util(k: np.ndarray, n: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(C, L) fraction of a rows x cols array a layer with (K, N) keeps busy; 1 if unmapped."""
+    r = rows[:, None]
+    c = cols[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ur = np.where((r > 0) & (k[None, :] > 0), k[None, :] / (np.ceil(k[None, :] / np.where(r > 0, r, 1)) * np.where(r > 0, r, 1)), 1.0)
+        uc = np.where((c > 0) & (n[None, :] > 0), n[None, :] / (np.ceil(n[None, :] / np.where(c > 0, c, 1)) * np.where(c > 0, c, 1)), 1.0)
+    return ur * uc
+
+
+def _segment_sum(values: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
+    """Sum values[..., e] into out[..., seg[e]] (n segments)."""
+    out = np.zeros(values.shape[:-1] + (n,))
+    if values.shape[-1] == 0:
+        return out
+    order = np.argsort(seg, kind="stable")
+    s = seg[order]
+    v = values[..., order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    out[..., s[starts]] = np.add.reduceat(v, starts, axis=-1)
+    return out
+
+
+@dataclass(frozen=True)
+class RawPrediction:
+    """(C, B, L) arrays and (C,) / (C, B) summaries of one roofline evaluation."""
+
+    batches: np.ndarray
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    time_s: np.ndarray
+    dram_bytes: np.ndarray          # per batch (all b samples), per layer
+    util: np.ndarray                # (C, L)
+    macs: np.ndarray                # (C, L) per sample, after Winograd
+    weights_resident: np.ndarray    # (C,)
+    weight_bytes_total: np.ndarray  # (C,) stored (after Winograd growth when transformed)
+    fits: np.ndarray                # (C, B, L)
+    energy_j: np.ndarray            # (C, B) per batch; nan if unknown
+
+    @property
+    def latency_s(self) -> np.ndarray:
+        return self.time_s.sum(axis=-1)
+
+    @property
+    def compute_bound(self) -> np.ndarray:
+        return self.compute_s >= self.memory_s
+
+
+def evaluate(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> RawPrediction:
+    """The roofline over (C configurations, B batches, L layers). See the module docstring."""
+    b = np.asarray(batches, dtype=np.float64)[None, :, None]          # (1, B, 1)
+    C, L = hw.count, len(la.macs)
+    costed = la.costed & ~la.is_view
+    # Winograd per configuration
+    tile = hw.wino_tile
+    mfac = np.ones(C)
+    wfac = np.ones(C)
+    for t in np.unique(tile):
+        m, w = winograd_factors(int(t))
+        mfac[tile == t] = m
+        wfac[tile == t] = w
+    cand = la.winograd[None, :] & (tile[:, None] > 0)                  # (C, L)
+    macs = np.where(cand, la.macs[None, :] / mfac[:, None], la.macs[None, :])
+    wgrow = np.where(cand & ~hw.wino_expand[:, None], wfac[:, None], 1.0)
+    wbytes = la.weight_bytes[None, :] * wgrow                            # (C, L) stored
+    wtotal = wbytes.sum(axis=1)                                          # (C,)
+    resident = wtotal <= hw.sram_bytes
+    act_cap = np.where(resident, hw.sram_bytes - wtotal, hw.sram_bytes)  # (C,)
+
+    # compute
+    util = _util(la.map_k, la.map_n, hw.rows, hw.cols)                   # (C, L)
+    eff = hw.compute_eff[:, la.class_idx]                                # (C, L)
+    mac_rate = (hw.peak_macs_per_s[:, None] * util * eff)[:, None, :]    # (C, 1, L)
+    compute = b * macs[:, None, :] / mac_rate + b * la.non_mac[None, None, :] / hw.vector_ops_per_s[:, None, None]
+    compute = np.where(costed[None, None, :], compute, 0.0)
+
+    # residency of activations
+    fits = (b * la.ws_bytes[None, None, :]) <= act_cap[:, None, None]    # (C, B, L)
+    fits = fits | la.is_view[None, None, :]
+    T = len(la.tensor_bytes)
+    if la.edge_tensor.size:
+        cons_fit = np.ones(fits.shape[:2] + (T,), dtype=bool)
+        order = np.argsort(la.edge_tensor, kind="stable")
+        et = la.edge_tensor[order]
+        starts = np.flatnonzero(np.r_[True, et[1:] != et[:-1]])
+        cons_fit[..., et[starts]] = np.minimum.reduceat(fits[..., la.edge_layer[order]], starts, axis=-1)
+    else:
+        cons_fit = np.ones(fits.shape[:2] + (T,), dtype=bool)
+    prod = la.producer
+    prod_fit = np.where(prod[None, None, :] >= 0, fits[..., np.maximum(prod, 0)], False)
+    offchip = ~(prod_fit & cons_fit)                                     # (C, B, T)
+    tbytes = b * la.tensor_bytes[None, None, :]                          # (1, B, T)
+    reads = _segment_sum((tbytes * offchip)[..., la.edge_tensor] if la.edge_tensor.size else np.zeros(offchip.shape[:2] + (0,)),
+                         la.edge_layer, L)
+    write_t = tbytes * (offchip | la.is_output[None, None, :])           # (C, B, T)
+    has_prod = prod >= 0
+    writes = _segment_sum(write_t[..., has_prod], prod[has_prod], L)
+    weight_traffic = np.where(resident[:, None], 0.0, np.where(hw.wino_expand[:, None], la.weight_bytes[None, :], wbytes))
+    dram = reads + writes + weight_traffic[:, None, :]                   # (C, B, L) per batch
+    dram = np.where(costed[None, None, :], dram, 0.0)
+    memory = dram / (hw.dram_bytes_per_s * hw.mem_eff)[:, None, None]
+    time = np.maximum(compute, memory) + np.where(costed, 1.0, 0.0)[None, None, :] * hw.overhead_s[:, None, None]
+    energy = (hw.energy_mac_j[:, None] * (b[..., 0] * macs.sum(axis=1)[:, None])
+              + hw.energy_byte_j[:, None] * dram.sum(axis=-1))
+    return RawPrediction(batches=np.asarray(batches), compute_s=compute, memory_s=memory, time_s=time, dram_bytes=dram,
+                         util=util, macs=macs, weights_resident=resident, weight_bytes_total=wtotal, fits=fits,
+                         energy_j=energy)
+
+
+# ----------------------------------------------------------------------------- one profile
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One model on one profile over a batch sweep (the CLI's and the API's view)."""
+
+    model: str
+    hardware: HardwareProfile
+    precision: str
+    winograd: str                  # off | f2 | f4
+    batches: np.ndarray            # (B,)
+    raw: RawPrediction = field(repr=False)
+    layers: LayerArrays = field(repr=False)
+    total_macs: float = 0.0        # per sample, before Winograd
+    excluded_layers: int = 0       # unsupported/uncosted layers left out of the time
+
+    @property
+    def latency_s(self) -> np.ndarray:
+        return self.raw.latency_s[0]
+
+    @property
+    def throughput_per_s(self) -> np.ndarray:
+        return self.batches / self.latency_s
+
+    @property
+    def layer_latency_s(self) -> np.ndarray:
+        """(L, B) predicted time of each layer."""
+        return self.raw.time_s[0].T
+
+    @property
+    def dram_bytes_per_inference(self) -> np.ndarray:
+        return self.raw.dram_bytes[0].sum(axis=-1) / self.batches
+
+    @property
+    def dram_bandwidth_needed(self) -> np.ndarray:
+        """Bytes/s the achieved throughput needs from DRAM."""
+        return self.raw.dram_bytes[0].sum(axis=-1) / self.latency_s
+
+    @property
+    def mac_utilization(self) -> np.ndarray:
+        """MACs done / (latency x peak MAC rate): the share of the peak the model attains."""
+        peak = self.hardware.peak_macs_per_s(self.precision)
+        return self.batches * self.raw.macs[0].sum() / (self.latency_s * peak)
+
+    @property
+    def bound_fraction(self) -> dict[str, np.ndarray]:
+        """Share of latency spent in compute-bound and in memory-bound layers, per batch."""
+        t = self.raw.time_s[0]
+        cb = self.raw.compute_bound[0] & (t > 0)
+        tot = np.where(t.sum(axis=-1) > 0, t.sum(axis=-1), 1.0)
+        comp = (t * cb).sum(axis=-1) / tot
+        return {"compute": comp, "memory": 1.0 - comp}
+
+    @property
+    def energy_per_inference_j(self) -> np.ndarray | None:
+        e = self.raw.energy_j[0] / self.batches
+        return None if np.isnan(e).all() else e
+
+    @property
+    def weights_resident(self) -> bool:
+        return bool(self.raw.weights_resident[0])
+
+    @property
+    def weight_bytes(self) -> float:
+        return float(self.raw.weight_bytes_total[0])
+
+    def best_batch_index(self) -> int:
+        return int(np.argmax(self.throughput_per_s))
+
+    def batch_for_fraction(self, frac: float = 0.9) -> int | None:
+        """Smallest batch in the sweep reaching `frac` of the sweep's peak throughput."""
+        thr = self.throughput_per_s
+        ok = np.flatnonzero(thr >= frac * thr.max())
+        return int(self.batches[ok[0]]) if ok.size else None
+
+
+def default_precision(table: CostTable, profile: HardwareProfile) -> str:
+    """fp32 when the profile has it; else the profile's first precision."""
+    return "fp32" if "fp32" in profile.mac_units else profile.precisions[0]
+
+
+def predict(table: CostTable, profile: HardwareProfile, batches: Sequence[int], precision: str,
+            winograd: str | None = None, graph_outputs: Sequence[str] = ()) -> Prediction:
+    """Roofline of `table` (analyzed at batch 1 and at `precision`) on one profile."""
+    if table.batch != 1:
+        raise ValueError("predict needs a per-sample CostTable (analyzed at batch 1)")
+    la = LayerArrays.from_table(table, graph_outputs or table.outputs)
+    hw = HwArrays.from_profiles([profile], precision, winograd)
+    raw = evaluate(la, hw, batches)
+    tile = int(hw.wino_tile[0])
+    mode = {0: "off", 2: "f2", 4: "f4"}[tile]
+    excluded = int((~la.costed).sum())
+    return Prediction(model=table.model, hardware=profile, precision=precision, winograd=mode,
+                      batches=np.asarray(batches), raw=raw, layers=la, total_macs=float(la.macs.sum()),
+                      excluded_layers=excluded)

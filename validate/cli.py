@@ -1,0 +1,131 @@
+"""Typer command functions for ``estimate validate`` and ``estimate results``.
+
+The lead registers them in estimator/cli.py:
+``app.command("validate")(validate_command)``, ``app.command("results")(results_command)``.
+Bad input raises UserError (exit 2 in main()); Ctrl-C exits 130 after saving what finished.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from estimator.errors import UserError
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise UserError(f"{option} {text!r}: expected comma-separated integers, e.g. 1,2,4,8") from None
+    if not vals or any(v < 1 for v in vals):
+        raise UserError(f"{option} {text!r}: expected integers >= 1")
+    return list(dict.fromkeys(vals))
+
+
+def validate_command(
+    model: str = typer.Argument(..., help="Path to an .onnx file, or a built-in model name (resnet50, yolov3, bert-base, ...)."),
+    batch: str = typer.Option("1", "--batch", "-b", help="Batch sizes, comma-separated (e.g. 1,2,4,8)."),
+    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, fp16 or int8; comma-separated for several."),
+    threads: Optional[str] = typer.Option(None, "--threads", "-t", help="Intra-op threads per configuration (comma-separated); default: usable cores."),
+    instances: str = typer.Option("1", "--instances", help="Concurrent sessions (threads split among them); comma-separated."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="Timed runs per configuration and instance."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Timed seconds per configuration (default 2 s unless --iterations)."),
+    warmup: int = typer.Option(3, "--warmup", help="Warm-up runs per configuration, discarded."),
+    rounds: int = typer.Option(4, "--rounds", help="Interleaving: timed runs are split into this many round-robin passes over all configurations."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for the results (JSON + CSV); earlier files are never overwritten."),
+    provider: str = typer.Option("CPUExecutionProvider", "--provider", help="onnxruntime execution provider (e.g. CPUExecutionProvider, cuda)."),
+    hw: Optional[str] = typer.Option(None, "--hw", help="Hardware profile (path or name): adds predictions and their error."),
+    resolution: Optional[str] = typer.Option(None, "--resolution", help="Input resolution HxW for built-in vision models (e.g. 416x416)."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Sequence length for built-in language models."),
+    opt_level: str = typer.Option("all", "--opt-level", help="onnxruntime graph optimization: disable, basic, extended, all."),
+    profile: bool = typer.Option(True, "--profile/--no-profile", help="Profiled pass for per-layer times."),
+    profile_runs: int = typer.Option(10, "--profile-runs", help="Profiled runs per configuration (after one discarded cold run)."),
+    scenario: Optional[str] = typer.Option(None, "--scenario", help="Run under MLPerf LoadGen: single-stream or offline."),
+    min_duration: float = typer.Option(2.0, "--min-duration", help="LoadGen minimum duration in seconds (official: 600)."),
+    min_query_count: int = typer.Option(64, "--min-query-count", help="LoadGen minimum query count (p99 needs >= 662)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary on stdout."),
+) -> None:
+    """Measure MODEL with onnxruntime on this host and write versioned JSON + CSV results."""
+    from . import modelprep, runner
+    if iterations is not None and duration is not None:
+        raise UserError("give either --iterations or --duration, not both")
+    if iterations is not None and iterations < 1:
+        raise UserError("--iterations must be >= 1")
+    if duration is not None and duration <= 0:
+        raise UserError("--duration must be > 0")
+    opts = runner.Options(
+        batches=_int_list(batch, "--batch"),
+        precisions=list(dict.fromkeys(p.strip().lower() for p in precision.split(",") if p.strip())),
+        threads=_int_list(threads, "--threads") if threads else None,
+        instances=_int_list(instances, "--instances"),
+        iterations=iterations, duration_s=duration, warmup=max(0, warmup), rounds=max(1, rounds),
+        provider=provider, opt_level=opt_level, profile=profile, profile_runs=max(1, profile_runs),
+        hw=hw, resolution=modelprep.parse_resolution(resolution), seq_len=seq_len,
+        scenario=scenario, min_duration_s=min_duration, min_query_count=min_query_count,
+        quiet=quiet, argv=list(sys.argv),
+    )
+    outcome = runner.run_validation(model, out, opts)
+    if outcome.interrupted:
+        typer.echo(f"interrupted: partial results saved to {outcome.json_path}", err=True)
+        raise typer.Exit(code=130)
+    if not quiet:
+        _print_run(outcome)
+
+
+def _print_run(outcome) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    doc = outcome.doc
+    t = Table(title=f"{doc['model']['name']} on {doc['host']['cpu']['model']} "
+                    f"(onnxruntime {doc['engine']['version']}, {doc['engine']['provider']})")
+    for h in ("precision", "batch", "threads", "inst.", "p50 ms", "p90 ms", "p99 ms", "CV",
+              "samples/s", "peak RSS MB", "layers mapped", "pred. err"):
+        t.add_column(h, justify="right")
+    for c in doc["configurations"]:
+        lat = c.get("latency_s") or {}
+        cov = (c.get("layer_totals") or {}).get("coverage")
+        err = (c.get("prediction") or {}).get("error")
+        ms = lambda k: f"{lat[k] * 1e3:.2f}" if lat.get(k) is not None else "-"  # noqa: E731
+        t.add_row(c["precision"], str(c["batch"]), str(c["threads"]), str(c["instances"]),
+                  ms("p50"), ms("p90"), ms("p99"),
+                  f"{c.get('latency_cv', 0):.3f}" + (" !" if c.get("high_variance") else ""),
+                  f"{c['throughput_per_s']:.1f}" if c.get("throughput_per_s") else "-",
+                  f"{c['peak_rss_bytes'] / 2**20:.0f}",
+                  f"{cov * 100:.1f}%" if cov is not None else "-",
+                  f"{err * 100:+.1f}%" if err is not None else "-")
+    con = _console()
+    con.print(t)
+    for n in doc.get("notes", []):
+        con.print(f"note: {n}", highlight=False)
+    con.print(f"results: {outcome.json_path}  {outcome.csv_path}", highlight=False)
+
+
+def _console():
+    """A rich console on stdout; wide enough for the tables when stdout is not a terminal."""
+    from rich.console import Console
+    return Console() if sys.stdout.isatty() else Console(width=180)
+
+
+def results_command(
+    paths: list[str] = typer.Argument(..., help="Result JSON files or directories (searched recursively)."),
+    format: str = typer.Option("table", "--format", "-f", help="table, csv, json or markdown."),
+) -> None:
+    """Summarize result files from any number of hosts: max throughput, min latency, errors."""
+    from . import results
+    if format not in ("table", "csv", "json", "markdown"):
+        raise UserError(f"--format {format!r}: choose table, csv, json or markdown")
+    docs, notes = results.load_results(paths)
+    for n in notes:
+        typer.echo(n, err=True)
+    if not docs:
+        raise UserError(f"no validation results found in {', '.join(paths)}")
+    rows = results.summarize(docs)
+    out = results.render_summary(rows, format)
+    if format == "table":
+        _console().print(out)
+    else:
+        typer.echo(out)
