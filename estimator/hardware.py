@@ -64,6 +64,8 @@ LAYER_OVERHEAD_MAX_S = 1.0
 _SHIPPED_PACKAGE = "estimator.hwprofiles"
 _SHIPPED_PREFIX = "shipped:"
 _PROFILE_SUFFIXES = (".yaml", ".yml", ".json")
+_EXPECTED_TOP = "expected a YAML mapping with schema_version, name, source, ..."
+_EXISTS = "already exists (not overwritten; pass overwrite=True to replace it)"
 
 # Top-level keys in canonical output order, with the unit / meaning used in error hints.
 _TOP_KEYS: dict[str, str] = {
@@ -179,7 +181,9 @@ class Efficiency:
     def compute_for(self, layer_class: str) -> float:
         """Compute efficiency for a layer class: ``by_layer_class`` entry, else ``compute``."""
         if layer_class not in LAYER_CLASSES:
-            raise ValueError(f"unknown layer class {layer_class!r}; known: {', '.join(LAYER_CLASSES)}")
+            raise ValueError(
+                f"unknown layer class {layer_class!r}; known: {', '.join(LAYER_CLASSES)}"
+            )
         return float(self.by_layer_class.get(layer_class, self.compute))
 
 
@@ -338,7 +342,9 @@ def _check_keys(
         if not isinstance(key, str):
             _fail(origin, prefix, f"key {key!r} must be text, got {_describe(key)}")
         if key not in allowed:
-            raise UserError(f"{origin}: unknown key '{_join(prefix, key)}'{_suggest(key, allowed, prefix)}")
+            raise UserError(
+                f"{origin}: unknown key '{_join(prefix, key)}'{_suggest(key, allowed, prefix)}"
+            )
     missing = [k for k in required if k not in data]
     if missing:
         if len(missing) == 1:
@@ -399,7 +405,11 @@ def _non_negative(origin: str, path: str, value: Any, unit: str, *, integer: boo
 def _efficiency_value(origin: str, path: str, value: Any) -> float:
     number = _number(origin, path, value, "fraction of peak")
     if not 0 < number <= EFFICIENCY_MAX:
-        _fail(origin, path, f"must be > 0 and <= {_fmt(EFFICIENCY_MAX)} (fraction of peak), got {_fmt(number)}")
+        _fail(
+            origin,
+            path,
+            f"must be > 0 and <= {_fmt(EFFICIENCY_MAX)} (fraction of peak), got {_fmt(number)}",
+        )
     return number
 
 
@@ -425,7 +435,9 @@ def _choice(origin: str, path: str, value: Any, choices: tuple, what: str) -> An
     _fail(origin, path, f"must be one of {shown}, got {_describe(value)}")
 
 
-def _precision_map(origin: str, path: str, value: Any, unit: str, *, allow_zero: bool = False) -> FrozenMap:
+def _precision_map(
+    origin: str, path: str, value: Any, unit: str, *, allow_zero: bool = False
+) -> FrozenMap:
     data = _mapping(origin, path, value, f"precision -> {unit}")
     if not data:
         _fail(origin, path, f"must list at least one precision ({', '.join(PRECISIONS)})")
@@ -446,7 +458,11 @@ def _check_notes(origin: str, value: Any) -> FrozenMap:
     out: dict[str, str] = {}
     for key, text in data.items():
         if not isinstance(key, str) or not key.strip():
-            _fail(origin, "notes", f"key {key!r} must be the name of a profile key, such as 'mac_units.int8'")
+            _fail(
+                origin,
+                "notes",
+                f"key {key!r} must be the name of a profile key, such as 'mac_units.int8'",
+            )
         head = key.split(".", 1)[0]
         if head not in allowed:
             raise UserError(
@@ -472,8 +488,16 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
     _check_keys(origin, data, tuple(_TOP_KEYS), "", _REQUIRED_KEYS)
 
     version = data["schema_version"]
-    if isinstance(version, bool) or _number(origin, "schema_version", version, "integer") != SCHEMA_VERSION:
-        _fail(origin, "schema_version", f"unsupported version {_describe(version)} (this estimate reads version {SCHEMA_VERSION})")
+    if (
+        isinstance(version, bool)
+        or _number(origin, "schema_version", version, "integer") != SCHEMA_VERSION
+    ):
+        _fail(
+            origin,
+            "schema_version",
+            f"unsupported version {_describe(version)} "
+            f"(this estimate reads version {SCHEMA_VERSION})",
+        )
 
     fields: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -481,9 +505,14 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
         "source": _text(origin, "source", data["source"]),
         "clock_hz": _positive(origin, "clock_hz", data["clock_hz"], "Hz"),
         "mac_units": _precision_map(origin, "mac_units", data["mac_units"], "MACs per cycle"),
-        "sram_bytes": _non_negative(origin, "sram_bytes", data["sram_bytes"], "bytes", integer=True),
+        "sram_bytes": _non_negative(
+            origin, "sram_bytes", data["sram_bytes"], "bytes", integer=True
+        ),
         "dram_bandwidth_bytes_per_s": _positive(
-            origin, "dram_bandwidth_bytes_per_s", data["dram_bandwidth_bytes_per_s"], "bytes per second"
+            origin,
+            "dram_bandwidth_bytes_per_s",
+            data["dram_bandwidth_bytes_per_s"],
+            "bytes per second",
         ),
     }
     if "kind" in data:
@@ -492,14 +521,26 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
         fields["description"] = _text(origin, "description", data["description"])
     if "vector_ops_per_cycle" in data:
         fields["vector_ops_per_cycle"] = _precision_map(
-            origin, "vector_ops_per_cycle", data["vector_ops_per_cycle"], "element operations per cycle"
+            origin,
+            "vector_ops_per_cycle",
+            data["vector_ops_per_cycle"],
+            "element operations per cycle",
         )
     if "dram_bytes" in data:
-        fields["dram_bytes"] = _positive(origin, "dram_bytes", data["dram_bytes"], "bytes", integer=True)
+        fields["dram_bytes"] = _positive(
+            origin, "dram_bytes", data["dram_bytes"], "bytes", integer=True
+        )
     if "layer_overhead_s" in data:
-        overhead = _non_negative(origin, "layer_overhead_s", data["layer_overhead_s"], "seconds per layer")
+        overhead = _non_negative(
+            origin, "layer_overhead_s", data["layer_overhead_s"], "seconds per layer"
+        )
         if overhead >= LAYER_OVERHEAD_MAX_S:
-            _fail(origin, "layer_overhead_s", f"must be < {_fmt(LAYER_OVERHEAD_MAX_S)} (seconds per layer; 5 us is 5e-6), got {_fmt(overhead)}")
+            _fail(
+                origin,
+                "layer_overhead_s",
+                f"must be < {_fmt(LAYER_OVERHEAD_MAX_S)} (seconds per layer; 5 us is 5e-6), "
+                f"got {_fmt(overhead)}",
+            )
         fields["layer_overhead_s"] = overhead
 
     if "mac_array" in data:
@@ -514,7 +555,8 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
             _fail(
                 origin,
                 "mac_array",
-                f"rows x cols = {mac_array.macs} MACs exceeds the largest mac_units entry ({_fmt(widest)})",
+                f"rows x cols = {mac_array.macs} MACs exceeds the largest mac_units entry "
+                f"({_fmt(widest)})",
             )
         fields["mac_array"] = mac_array
 
@@ -523,26 +565,41 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
         _check_keys(origin, eff, _EFFICIENCY_KEYS, "efficiency")
         by_class: dict[str, float] = {}
         if "by_layer_class" in eff:
-            classes = _mapping(origin, "efficiency.by_layer_class", eff["by_layer_class"], "layer class -> efficiency")
+            classes = _mapping(
+                origin,
+                "efficiency.by_layer_class",
+                eff["by_layer_class"],
+                "layer class -> efficiency",
+            )
             for key in classes:
                 if not isinstance(key, str) or key not in LAYER_CLASSES:
                     _choice(origin, "efficiency.by_layer_class", key, LAYER_CLASSES, "layer class")
             for cls in LAYER_CLASSES:
                 if cls in classes:
-                    by_class[cls] = _efficiency_value(origin, f"efficiency.by_layer_class.{cls}", classes[cls])
+                    by_class[cls] = _efficiency_value(
+                        origin, f"efficiency.by_layer_class.{cls}", classes[cls]
+                    )
         fields["efficiency"] = Efficiency(
-            compute=_efficiency_value(origin, "efficiency.compute", eff["compute"]) if "compute" in eff else 1.0,
-            memory=_efficiency_value(origin, "efficiency.memory", eff["memory"]) if "memory" in eff else 1.0,
+            compute=_efficiency_value(origin, "efficiency.compute", eff["compute"])
+            if "compute" in eff
+            else 1.0,
+            memory=_efficiency_value(origin, "efficiency.memory", eff["memory"])
+            if "memory" in eff
+            else 1.0,
             by_layer_class=FrozenMap(by_class),
         )
 
     if "winograd" in data:
         wino = _mapping(origin, "winograd", data["winograd"], "tile and weights")
         _check_keys(origin, wino, _WINOGRAD_KEYS, "winograd", _WINOGRAD_KEYS)
-        tile = _number(origin, "winograd.tile", wino["tile"], "output tile size, 2 or 4", integer=True)
+        tile = _number(
+            origin, "winograd.tile", wino["tile"], "output tile size, 2 or 4", integer=True
+        )
         fields["winograd"] = Winograd(
             tile=_choice(origin, "winograd.tile", tile, WINOGRAD_TILES, "tile"),
-            weights=_choice(origin, "winograd.weights", wino["weights"], WINOGRAD_WEIGHTS, "weights mode"),
+            weights=_choice(
+                origin, "winograd.weights", wino["weights"], WINOGRAD_WEIGHTS, "weights mode"
+            ),
         )
 
     if "energy" in data:
@@ -551,10 +608,14 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
         if not energy:
             _fail(origin, "energy", "give per_mac_j and/or per_dram_byte_j, or leave energy out")
         fields["energy"] = Energy(
-            per_mac_j=_precision_map(origin, "energy.per_mac_j", energy["per_mac_j"], "joules per MAC", allow_zero=True)
+            per_mac_j=_precision_map(
+                origin, "energy.per_mac_j", energy["per_mac_j"], "joules per MAC", allow_zero=True
+            )
             if "per_mac_j" in energy
             else FrozenMap(),
-            per_dram_byte_j=_non_negative(origin, "energy.per_dram_byte_j", energy["per_dram_byte_j"], "joules per byte")
+            per_dram_byte_j=_non_negative(
+                origin, "energy.per_dram_byte_j", energy["per_dram_byte_j"], "joules per byte"
+            )
             if "per_dram_byte_j" in energy
             else None,
         )
@@ -595,7 +656,10 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
     if p.dram_bytes is not None:
         out["dram_bytes"] = int(p.dram_bytes)
     out["layer_overhead_s"] = float(p.layer_overhead_s)
-    eff: dict[str, Any] = {"compute": float(p.efficiency.compute), "memory": float(p.efficiency.memory)}
+    eff: dict[str, Any] = {
+        "compute": float(p.efficiency.compute),
+        "memory": float(p.efficiency.memory),
+    }
     if p.efficiency.by_layer_class:
         eff["by_layer_class"] = {k: float(v) for k, v in p.efficiency.by_layer_class.items()}
     out["efficiency"] = eff
@@ -644,7 +708,9 @@ def with_overrides(p: HardwareProfile, **changes: Any) -> HardwareProfile:
         if key not in _PROVENANCE_KEYS:
             old = data.get(key)
             notes = {k: v for k, v in notes.items() if k != key and not k.startswith(key + ".")}
-            notes[key] = f"overridden (was {old!r})" if old is not None else "overridden (was unset)"
+            notes[key] = (
+                f"overridden (was {old!r})" if old is not None else "overridden (was unset)"
+            )
         if value is None:
             data.pop(key, None)
         else:
@@ -663,8 +729,11 @@ def with_overrides(p: HardwareProfile, **changes: Any) -> HardwareProfile:
 # --------------------------------------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parser when available
+
+
+class _StrictLoader(_SafeLoader):
+    """Safe loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
 
     def construct_mapping(self, node, deep=False):  # noqa: D401 - PyYAML hook
         seen: set[Any] = set()
@@ -711,7 +780,7 @@ _Dumper.add_representer(str, _represent_str)
 
 def _parse_text(text: str, origin: str) -> HardwareProfile:
     if not text.strip():
-        raise UserError(f"{origin}: file is empty (expected a YAML mapping with schema_version, name, source, ...)")
+        raise UserError(f"{origin}: file is empty ({_EXPECTED_TOP})")
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -722,7 +791,7 @@ def _parse_text(text: str, origin: str) -> HardwareProfile:
     except yaml.YAMLError as exc:
         raise UserError(f"{origin}: invalid YAML: {' '.join(str(exc).split())}") from None
     if data is None:
-        raise UserError(f"{origin}: file has no content (expected a YAML mapping with schema_version, name, source, ...)")
+        raise UserError(f"{origin}: file has no content ({_EXPECTED_TOP})")
     return profile_from_dict(data, origin)
 
 
@@ -761,7 +830,11 @@ def shipped_profile_names() -> list[str]:
 
 def _looks_like_path(spec: str) -> bool:
     seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
-    return spec.lower().endswith(_PROFILE_SUFFIXES) or any(s in spec for s in seps) or spec.startswith(("~", "."))
+    return (
+        spec.lower().endswith(_PROFILE_SUFFIXES)
+        or any(s in spec for s in seps)
+        or spec.startswith(("~", "."))
+    )
 
 
 def load_profile(spec: str | os.PathLike) -> HardwareProfile:
@@ -800,9 +873,17 @@ def list_profiles() -> list[HardwareProfile]:
 
 def profile_to_yaml(p: HardwareProfile) -> str:
     """The YAML text that :func:`dump_profile` writes."""
-    header = f"# estimate hardware profile, schema_version {p.schema_version}. Schema: docs/hardware-profiles.md\n"
+    header = (
+        f"# estimate hardware profile, schema_version {p.schema_version}. "
+        "Schema: docs/hardware-profiles.md\n"
+    )
     body = yaml.dump(
-        profile_to_dict(p), Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
+        profile_to_dict(p),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=100,
     )
     return header + body
 
@@ -819,7 +900,7 @@ def dump_profile(p: HardwareProfile, path: str | os.PathLike, overwrite: bool = 
     if target.is_dir():
         raise UserError(f"{target}: is a directory")
     if target.exists() and not overwrite:
-        raise UserError(f"{target}: already exists (not overwritten; ask for overwrite to replace it)")
+        raise UserError(f"{target}: {_EXISTS}")
     text = profile_to_yaml(p)
     try:
         fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -837,10 +918,10 @@ def dump_profile(p: HardwareProfile, path: str | os.PathLike, overwrite: bool = 
             try:
                 os.link(tmp, target)  # fails if target appeared meanwhile: no clobber
             except FileExistsError:
-                raise UserError(f"{target}: already exists (not overwritten; ask for overwrite to replace it)") from None
+                raise UserError(f"{target}: {_EXISTS}") from None
             except OSError:  # filesystem without hard links
                 if target.exists():
-                    raise UserError(f"{target}: already exists (not overwritten; ask for overwrite to replace it)") from None
+                    raise UserError(f"{target}: {_EXISTS}") from None
                 os.replace(tmp, target)
     except OSError as exc:
         raise UserError(f"{target}: cannot write ({exc.strerror or exc})") from None

@@ -357,6 +357,7 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     const_values: dict[str, np.ndarray] = {}
     weights_present = True
     missing_files: set[str] = set()
+    missing_small: dict[str, str] = {}  # small integer initializers whose external file is absent
     for t in g.initializer:
         init_names.add(t.name)
         init_info[t.name] = TensorInfo(t.name, tuple(int(d) for d in t.dims), dtype_name(t.data_type))
@@ -369,6 +370,8 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
             if full is None or not os.path.exists(full):
                 weights_present = False
                 missing_files.add(loc)
+                if small_int:
+                    missing_small[t.name] = loc
             elif small_int:
                 arr = _read_external_small(full, t, info)
                 if arr is not None:
@@ -414,6 +417,8 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
                                                      const_values, opset, notes)
     for k, v in init_info.items():
         infos.setdefault(k, v)
+    if missing_small:
+        _check_missing_values(src, nodes, names, infos, missing_small)
     for vi in real_inputs:
         infos[vi.name] = TensorInfo(vi.name, tuple(int(d) for d in _dims(vi)),
                                     dtype_name(vi.type.tensor_type.elem_type))
@@ -453,6 +458,17 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
         inputs=tuple(vi.name for vi in real_inputs), outputs=tuple(o.name for o in g.output),
         constants=frozenset(constants), const_nodes=frozenset(const_nodes),
         const_values=const_values, notes=tuple(notes), opset=opset, weights_present=weights_present)
+
+
+def _check_missing_values(src, nodes, names, infos, missing_small) -> None:
+    """Small integer constants (shape vectors) are needed for shapes: absent data is an error
+    when a node that reads one ends up with an unknown output shape."""
+    for n, nm in zip(nodes, names):
+        needed = [x for x in n.input if x in missing_small]
+        if needed and any(o and (o not in infos or infos[o].shape is None) for o in n.output):
+            x = needed[0]
+            raise UserError(f"{src}: node '{nm}' ({n.op_type}) needs the values of initializer '{x}', whose external "
+                            f"data file '{missing_small[x]}' is absent; put it next to the model")
 
 
 def _is_small(t: TensorInfo | None) -> bool:

@@ -90,6 +90,7 @@ class LayerArrays:
     def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = ()) -> "LayerArrays":
         layers = table.layers
         prec = table.precision
+        graph_outputs = tuple(graph_outputs) or table.outputs
         is_view = np.array([l.kind == "view" for l in layers], dtype=bool)
         # aliases: a view's outputs are its (root) input
         alias: dict[str, str] = {}
@@ -280,6 +281,7 @@ class RawPrediction:
     weight_bytes_total: np.ndarray  # (C,) stored (after Winograd growth when transformed)
     fits: np.ndarray                # (C, B, L)
     energy_j: np.ndarray            # (C, B) per batch; nan if unknown
+    sub_batch: np.ndarray | None = None  # (C, B) the sub-batch each batch runs as
 
     @property
     def latency_s(self) -> np.ndarray:
@@ -291,7 +293,40 @@ class RawPrediction:
 
 
 def evaluate(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> RawPrediction:
-    """The roofline over (C configurations, B batches, L layers). See the module docstring."""
+    """The roofline over (C configurations, B batches, L layers), with sub-batching.
+
+    A batch b may run as ceil(b/s) passes of a sub-batch s (s among the powers of two and the
+    requested batches up to b), each pass layer by layer: whatever is fastest. So a batch
+    whose activations no longer fit in SRAM is never slower per sample than a smaller batch
+    that fits (a runtime would split it), and throughput is non-decreasing in batch.
+    """
+    want = np.asarray(batches, dtype=np.int64)
+    if want.size == 0 or want.min() < 1:
+        raise ValueError("batches must be >= 1")
+    top = int(want.max())
+    cand = sorted(set(int(x) for x in want) | {1 << k for k in range(top.bit_length()) if (1 << k) <= top})
+    plain = _evaluate_plain(la, hw, cand)
+    S = np.asarray(cand, dtype=np.float64)
+    lat = plain.latency_s                                                # (C, S)
+    passes = np.ceil(want[:, None] / S[None, :])                        # (B, S)
+    total = np.where(S[None, None, :] <= want[None, :, None], passes[None] * lat[:, None, :], np.inf)  # (C, B, S)
+    pick = np.argmin(total, axis=-1)                                     # (C, B)
+    ci = np.arange(hw.count)[:, None]
+    npass = passes[np.arange(len(want))[None, :], pick]                  # (C, B)
+
+    def take(a: np.ndarray, scale: bool) -> np.ndarray:
+        g = a[ci, pick]                                                  # (C, B, L)
+        return g * npass[..., None] if scale else g
+
+    return RawPrediction(batches=want, compute_s=take(plain.compute_s, True), memory_s=take(plain.memory_s, True),
+                         time_s=take(plain.time_s, True), dram_bytes=take(plain.dram_bytes, True), util=plain.util,
+                         macs=plain.macs, weights_resident=plain.weights_resident,
+                         weight_bytes_total=plain.weight_bytes_total, fits=take(plain.fits, False),
+                         energy_j=plain.energy_j[ci, pick] * npass, sub_batch=S[pick].astype(np.int64))
+
+
+def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> RawPrediction:
+    """The roofline for each batch run in one pass, layer by layer."""
     b = np.asarray(batches, dtype=np.float64)[None, :, None]          # (1, B, 1)
     C, L = hw.count, len(la.macs)
     costed = la.costed & ~la.is_view
@@ -438,7 +473,7 @@ def predict(table: CostTable, profile: HardwareProfile, batches: Sequence[int], 
     """Roofline of `table` (analyzed at batch 1 and at `precision`) on one profile."""
     if table.batch != 1:
         raise ValueError("predict needs a per-sample CostTable (analyzed at batch 1)")
-    la = LayerArrays.from_table(table, graph_outputs or table.outputs)
+    la = LayerArrays.from_table(table, graph_outputs)
     hw = HwArrays.from_profiles([profile], precision, winograd)
     raw = evaluate(la, hw, batches)
     tile = int(hw.wino_tile[0])

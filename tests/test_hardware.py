@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -85,9 +86,13 @@ def test_shipped_profile_loads_and_round_trips(name, tmp_path):
     assert p.precisions and set(p.precisions) <= set(PRECISIONS)
     for precision in p.precisions:
         assert p.peak_macs_per_s(precision) > 0
-        assert math.isclose(p.ridge_point(precision), p.peak_macs_per_s(precision) / p.dram_bandwidth_bytes_per_s)
+        assert math.isclose(
+            p.ridge_point(precision), p.peak_macs_per_s(precision) / p.dram_bandwidth_bytes_per_s
+        )
     # Every derived number has a note: each precision's MAC rate, clock, SRAM and bandwidth.
-    for key in ["clock_hz", "sram_bytes", "dram_bandwidth_bytes_per_s"] + [f"mac_units.{q}" for q in p.precisions]:
+    for key in ["clock_hz", "sram_bytes", "dram_bandwidth_bytes_per_s"] + [
+        f"mac_units.{q}" for q in p.precisions
+    ]:
         assert key in p.notes, f"{name}: no note for {key}"
     # Dict round trip and file round trip.
     assert profile_from_dict(profile_to_dict(p), origin="again") == p
@@ -127,7 +132,10 @@ def test_shipped_memory_figures():
     tpu = load_profile("edge-tpu")
     assert tpu.winograd is None and tpu.mac_array is not None and tpu.mac_array.macs == 4096
     npu = load_profile("edge-npu")
-    assert npu.winograd is not None and (npu.winograd.tile, npu.winograd.weights) == (2, "transformed")
+    assert npu.winograd is not None and (npu.winograd.tile, npu.winograd.weights) == (
+        2,
+        "transformed",
+    )
     assert "not a real product" in npu.source
 
 
@@ -175,9 +183,18 @@ def test_missing_required_key(tmp_path):
         ({"schema_version": 2}, "schema_version: unsupported version 2"),
         ({"efficiency": {"compute": -1}}, "efficiency.compute: must be > 0 and <= 10"),
         ({"efficiency": {"memory": 11}}, "efficiency.memory: must be > 0 and <= 10"),
-        ({"efficiency": {"by_layer_class": {"gemm": 0}}}, "efficiency.by_layer_class.gemm: must be > 0"),
-        ({"efficiency": {"by_layer_class": {"conv3": 0.5}}}, "unknown layer class 'conv3' (did you mean 'conv3x3'?"),
-        ({"winograd": {"tile": 3, "weights": "transformed"}}, "winograd.tile: must be one of 2, 4, got 3"),
+        (
+            {"efficiency": {"by_layer_class": {"gemm": 0}}},
+            "efficiency.by_layer_class.gemm: must be > 0",
+        ),
+        (
+            {"efficiency": {"by_layer_class": {"conv3": 0.5}}},
+            "unknown layer class 'conv3' (did you mean 'conv3x3'?",
+        ),
+        (
+            {"winograd": {"tile": 3, "weights": "transformed"}},
+            "winograd.tile: must be one of 2, 4, got 3",
+        ),
         ({"winograd": {"tile": 2, "weights": "transfromed"}}, "did you mean 'transformed'?"),
         ({"winograd": {"tile": 2}}, "missing required key 'winograd.weights'"),
         ({"mac_array": {"rows": 64, "cols": 0}}, "mac_array.cols: must be > 0"),
@@ -335,7 +352,9 @@ def test_with_overrides_replaces_and_revalidates():
     assert "dram_bandwidth_bytes_per_s: must be > 0" in message
     message = error_of(with_overrides, p, sram=1)
     assert "unknown key 'sram'" in message
-    faster = with_overrides(p, dram_bandwidth_bytes_per_s="6.7e12", efficiency=Efficiency(compute=0.5))
+    faster = with_overrides(
+        p, dram_bandwidth_bytes_per_s="6.7e12", efficiency=Efficiency(compute=0.5)
+    )
     assert faster.dram_bandwidth_bytes_per_s == 6.7e12 and faster.efficiency.compute == 0.5
     assert with_overrides(load_profile("edge-npu"), winograd=None).winograd is None
     assert "required" in error_of(with_overrides, p, source=None)
@@ -364,7 +383,7 @@ def test_peak_ridge_and_efficiency():
 
 def test_profile_is_frozen_and_hashable():
     p = load_profile("rpi4")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         p.clock_hz = 1.0  # type: ignore[misc]
     with pytest.raises(TypeError):
         p.mac_units["fp32"] = 1  # type: ignore[index]

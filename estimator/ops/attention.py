@@ -10,7 +10,7 @@ shared K and V. Causal masking is costed as a full (unmasked-skipping) score mat
 
 from __future__ import annotations
 
-from .base import OpContext, OpCost, need, prod, register
+from .base import OpContext, OpCost, attr_str, need, prod, register
 from .norm import SOFTMAX_PER_ELEM
 
 # Rotary embedding per rotated element: x * cos + rotate(x) * sin = 2 multiplies + 1 add.
@@ -103,8 +103,7 @@ def linear_attention(ctx: OpContext) -> OpCost:
     hkv = int(need(ctx.attr("kv_num_heads"), "LinearAttention: kv_num_heads"))
     b, t = qs[0], qs[1]
     dk, dv = qs[2] // hq, vs[2] // hkv
-    rule = ctx.attr("update_rule", "gated_delta")
-    rule = rule.decode() if isinstance(rule, bytes) else str(rule)
+    rule = attr_str(ctx, "update_rule", "gated_delta")
     state = b * t * hkv * dk * dv
     macs = state + b * t * hq * dk * dv + (state if "delta" in rule else 0)
     ops = b * t * hq * dv + (state if "gated" in rule else 0) + \

@@ -215,3 +215,11 @@ def conv_output_spatial(in_spatial: tuple[int, ...], kernel: tuple[int, ...],
 def norm_axis(axis: int, rank: int) -> int:
     """A possibly negative axis made non-negative for a tensor of `rank` dims."""
     return axis + rank if axis < 0 else axis
+
+
+def attr_str(ctx: OpContext, name: str, default: str) -> str:
+    """A string attribute as str (bytes decoded), with its ONNX default."""
+    v = ctx.attr(name, default)
+    if v is None:
+        return default
+    return v.decode() if isinstance(v, bytes) else str(v)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import (OpContext, OpCost, ShapeUnknown, conv_output_spatial, need, prod,
-                   register)
+from .base import OpContext, OpCost, attr_str, conv_output_spatial, need, prod, register
 from .elementwise import per_element_ops
 
 
@@ -65,7 +64,7 @@ def conv_geometry(ctx: OpContext, x: int = 0, w: int = 1, channels_last: bool = 
         in_sp = xs[1:-1] if channels_last else xs[2:]
         pads = tuple(int(p) for p in ctx.attr("pads", (0,) * (2 * rank)))
         sp = conv_output_spatial(in_sp, kernel, strides, dilations, pads,
-                                 str(ctx.attr("auto_pad", "NOTSET")))
+                                 attr_str(ctx, "auto_pad", "NOTSET"))
         out_elems = xs[0] * c_out * prod(sp)
     return ConvGeometry(xs[0], c_in, c_out, group, kernel, strides, dilations, out_elems)
 
@@ -99,12 +98,10 @@ def activation_ops(ctx: OpContext) -> int:
 
     Looked up in elementwise.PER_ELEMENT; an activation missing from that table counts 1.
     """
-    act = ctx.attr("activation")
+    act = attr_str(ctx, "activation", "")
     if not act:
         return 0
-    if isinstance(act, bytes):
-        act = act.decode()
-    n = per_element_ops(str(act))
+    n = per_element_ops(act)
     return 1 if n is None else n
 
 
@@ -138,7 +135,7 @@ def conv_transpose_out_elems(ctx: OpContext, xs: tuple[int, ...], ws: tuple[int,
     dil = tuple(ctx.attr("dilations", (1,) * rank))
     opad = tuple(ctx.attr("output_padding", (0,) * rank))
     pads = tuple(ctx.attr("pads", (0,) * (2 * rank)))
-    auto_pad = str(ctx.attr("auto_pad", "NOTSET"))
+    auto_pad = attr_str(ctx, "auto_pad", "NOTSET")
     sp = []
     for i in range(rank):
         if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
@@ -210,11 +207,7 @@ def causal_conv_with_state(ctx: OpContext) -> OpCost:
     ws = need(ctx.in_shape(1), "CausalConvWithState: weight shape")
     k = ws[-1]
     out = prod(xs)
-    act = ctx.attr("activation", "none")
-    act = act.decode() if isinstance(act, bytes) else str(act)
+    act = attr_str(ctx, "activation", "none")
     per = (1 if ctx.has_input(2) else 0) + (per_element_ops("Swish") if act.lower() in ("silu", "swish") else 0)
     return OpCost(macs=out * k, non_mac_ops=out * per, kind="contraction", layer_class="depthwise")
 
-
-__all__ = ["ConvGeometry", "conv_geometry", "conv_layer_class", "winograd_candidate",
-           "conv_cost", "activation_ops", "ShapeUnknown"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .base import OpContext, OpCost, need, prod, register
+from .base import OpContext, OpCost, attr_str, need, prod, register
 
 # Pure data movement, no arithmetic: name -> what it moves.
 PURE_DATA_OPS = {
@@ -52,8 +52,7 @@ for _op, _what in PURE_DATA_OPS.items():
 
 
 def _scatter(ctx: OpContext) -> OpCost:
-    red = ctx.attr("reduction", "none")
-    red = red.decode() if isinstance(red, bytes) else str(red)
+    red = attr_str(ctx, "reduction", "none")
     if red == "none":
         return OpCost(kind="data", layer_class="elementwise")
     upd = need(ctx.in_shape(2), f"{ctx.node.op_type}: updates shape")

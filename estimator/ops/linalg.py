@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import string
 
-from .base import (OpContext, OpCost, ShapeUnknown, broadcast_shapes, need, prod, register)
+from .base import (OpContext, OpCost, ShapeUnknown, attr_str, broadcast_shapes, need, prod,
+                   register)
 
 
 def matmul_dims(a: tuple[int, ...], b: tuple[int, ...], trans_a: bool = False,
@@ -144,9 +145,7 @@ def einsum(ctx: OpContext) -> OpCost:
     - n == 1 and an index summed (reduction, trace): non_mac_ops = S adds, kind reduce.
     - n == 1 and nothing summed (transpose, diagonal): kind data, no ops.
     """
-    eq = ctx.attr("equation")
-    if isinstance(eq, bytes):
-        eq = eq.decode()
+    eq = attr_str(ctx, "equation", "")
     if not eq:
         raise ShapeUnknown("Einsum: no equation attribute")
     n_ops = len(ctx.node.inputs)

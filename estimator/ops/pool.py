@@ -8,7 +8,7 @@ changes the output shape, which comes from the context.
 
 from __future__ import annotations
 
-from .base import (OpContext, OpCost, conv_output_spatial, need, prod, register)
+from .base import (OpContext, OpCost, attr_str, conv_output_spatial, need, prod, register)
 from .conv import BILINEAR_OPS
 
 
@@ -27,7 +27,7 @@ def pool_out_elems(ctx: OpContext, kernel: tuple[int, ...], x: int = 0) -> int:
     sp = conv_output_spatial(xs[2:], kernel, tuple(ctx.attr("strides", (1,) * r)),
                              tuple(ctx.attr("dilations", (1,) * r)),
                              tuple(ctx.attr("pads", (0,) * (2 * r))),
-                             str(ctx.attr("auto_pad", "NOTSET")), bool(ctx.attr("ceil_mode", 0)))
+                             attr_str(ctx, "auto_pad", "NOTSET"), bool(ctx.attr("ceil_mode", 0)))
     return xs[0] * xs[1] * prod(sp)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .base import OpContext, OpCost, need, prod, register
+from .base import OpContext, OpCost, attr_str, need, prod, register
 from .norm import SOFTMAX_PER_ELEM
 
 # op: (ops per input element, ops per output element)
@@ -70,8 +70,7 @@ def cumulative(ctx: OpContext) -> OpCost:
 
 def _nll_ops(ctx: OpContext, target_idx: int, weight_idx: int) -> int:
     t = prod(need(ctx.in_shape(target_idx), f"{ctx.node.op_type}: target shape"))
-    red = ctx.attr("reduction", "mean")
-    red = red.decode() if isinstance(red, bytes) else str(red)
+    red = attr_str(ctx, "reduction", "mean")
     return t * (1 + (1 if ctx.has_input(weight_idx) else 0) + (0 if red == "none" else 1))
 
 

@@ -8,7 +8,7 @@ and coordinate computations, amortized per axis, are ignored). Nearest is pure d
 
 from __future__ import annotations
 
-from .base import OpContext, OpCost, need, prod, register
+from .base import OpContext, OpCost, attr_str, need, prod, register
 
 
 def interp_ops_per_output(mode: str, r: int) -> int:
@@ -20,8 +20,7 @@ def interp_ops_per_output(mode: str, r: int) -> int:
 
 
 def _mode(ctx: OpContext, default: str) -> str:
-    m = ctx.attr("mode", default)
-    return (m.decode() if isinstance(m, bytes) else str(m)).lower()
+    return attr_str(ctx, "mode", default).lower()
 
 
 @register("Resize")

@@ -10,7 +10,7 @@ Initial states, sequence_lens masking and clip are ignored.
 
 from __future__ import annotations
 
-from .base import OpContext, OpCost, need, register
+from .base import OpContext, OpCost, attr_str, need, register
 from .elementwise import PER_ELEMENT
 
 SIG = PER_ELEMENT["Sigmoid"]
@@ -28,8 +28,7 @@ def _rnn_dims(ctx: OpContext, gates: int) -> tuple[int, int, int, int, int]:
     hidden = ctx.attr("hidden_size")
     if hidden is None:
         hidden = need(ws, f"{op}: W shape (no hidden_size)")[1] // gates
-    direction = ctx.attr("direction", "forward")
-    direction = direction.decode() if isinstance(direction, bytes) else str(direction)
+    direction = attr_str(ctx, "direction", "forward")
     dirs = 2 if direction == "bidirectional" else 1
     return seq, batch, dirs, int(hidden), inp
 

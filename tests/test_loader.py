@@ -1,0 +1,244 @@
+"""The loader's special cases and every bad input of the foundation issue (item 8)."""
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from estimator import api
+from estimator.errors import UserError
+from estimator.onnx_io import load_graph
+
+from conftest import LIGHT_DIR, conv_model, run_cli
+
+
+def _bad(*args):
+    code, out, err = run_cli(*args)
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in out + err
+    lines = [l for l in err.strip().splitlines() if l]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- special cases
+
+
+def test_symbolic_batch_defaults_to_one_with_note(tiny_path):
+    g = load_graph(tiny_path)
+    assert g.shape("x") == (1, 3, 8, 8)
+    assert any("set to 1" in n for n in g.notes)
+
+
+def test_batch_overrides_fixed_leading_dim(tmp_path):
+    p = tmp_path / "fixed.onnx"
+    onnx.save(conv_model(batch=1), str(p))
+    g = load_graph(str(p), batch=8)
+    assert g.shape("y") == (8, 4, 8, 8)
+    assert any("overridden to 8" in n for n in g.notes)
+
+
+def test_resolution_override(tiny_path):
+    t = api.analyze(tiny_path, resolution=(16, 32))
+    # conv: 4 out x 3 in x 9 x (16*32) outputs
+    assert t.totals.macs == 4 * 3 * 9 * 16 * 32
+
+
+def test_input_override_and_unknown_input(tiny_path):
+    t = api.analyze(tiny_path, input_shapes={"x": (2, 3, 4, 4)})
+    assert t.totals.macs == 2 * 4 * 3 * 9 * 16
+    with pytest.raises(UserError, match="no input 'nope'"):
+        api.analyze(tiny_path, input_shapes={"nope": (1,)})
+
+
+def test_unresolved_symbolic_dim_names_input_dim_and_option(tmp_path):
+    m = conv_model()
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
+    p = tmp_path / "h.onnx"
+    onnx.save(m, str(p))
+    with pytest.raises(UserError) as e:
+        load_graph(str(p))
+    msg = str(e.value)
+    assert "'x'" in msg and "dim 2" in msg and "'H'" in msg and "--resolution" in msg
+
+
+def test_ir3_initializers_listed_as_inputs_are_weights():
+    g = load_graph(os.path.join(LIGHT_DIR, "light_resnet50.onnx"))
+    assert g.inputs == ("gpu_0/data_0",)  # the 269 initializer-inputs are not user inputs
+
+
+def test_external_data_absent_counts_from_shapes(tmp_path):
+    from estimator import models
+
+    p = tmp_path / "r.onnx"
+    models.save("resnet50", str(p), weights=False)
+    assert not os.path.exists(tmp_path / "resnet50.weights.bin")
+    t = api.analyze(str(p))
+    assert t.totals.params == 25_610_152
+    assert not t.weights_present
+    assert any("weights absent" in n for n in t.notes)
+
+
+def test_external_data_present_is_not_read(tmp_path):
+    m = conv_model()
+    p = tmp_path / "ext.onnx"
+    onnx.save_model(m, str(p), save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+                    size_threshold=0)
+    assert os.path.exists(tmp_path / "w.bin")
+    t = api.analyze(str(p))
+    assert t.totals.params == 4 * 3 * 9 and t.weights_present
+
+
+def test_embedded_weights_are_stripped_before_shape_work(tmp_path):
+    # A big embedded initializer must not be carried through inference: the Graph keeps
+    # shapes only (no values for large float tensors).
+    m = conv_model(c=64, k=64)
+    p = tmp_path / "big.onnx"
+    onnx.save(m, str(p))
+    g = load_graph(str(p))
+    assert "w" not in g.const_values
+    assert g.tensors["w"].shape == (64, 64, 3, 3)
+
+
+def test_shape_inference_completed_for_shape_chains():
+    # x -> Shape -> Gather(0) -> Unsqueeze -> Concat([-1]) -> Reshape(x): ONNX inference with a
+    # symbolic batch cannot tell the Reshape output; with the batch set and the chain evaluated
+    # it is known.
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], name="shape"),
+        helper.make_node("Constant", [], ["i0"], name="c0", value=numpy_helper.from_array(np.array(0, np.int64))),
+        helper.make_node("Gather", ["s", "i0"], ["n"], name="gather"),
+        helper.make_node("Constant", [], ["ax"], name="c1", value=numpy_helper.from_array(np.array([0], np.int64))),
+        helper.make_node("Unsqueeze", ["n", "ax"], ["n1"], name="unsq"),
+        helper.make_node("Constant", [], ["m1"], name="c2", value=numpy_helper.from_array(np.array([-1], np.int64))),
+        helper.make_node("Concat", ["n1", "m1"], ["shp"], name="concat", axis=0),
+        helper.make_node("Reshape", ["x", "shp"], ["r"], name="reshape"),
+        helper.make_node("MatMul", ["r", "w"], ["y"], name="mm"),
+    ]
+    w = numpy_helper.from_array(np.ones((48, 5), np.float32), "w")
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    t = api._analyze_graph(load_graph(m, batch=2), batch=2)
+    assert t.totals.macs == 2 * 48 * 5
+    assert not t.totals.uncosted_ops
+
+
+def test_dequantize_and_cast_weights_count(tmp_path):
+    wq = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.int8), "wq")
+    sc = numpy_helper.from_array(np.array(0.1, np.float32), "sc")
+    nodes = [helper.make_node("DequantizeLinear", ["wq", "sc"], ["w"], name="dq"),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="conv")]
+    g = helper.make_graph(nodes, "dq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [wq, sc])
+    t = api._analyze_graph(load_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])))
+    assert t.totals.params == 108
+    assert t.totals.weight_bytes == 108  # stored as int8, traced back through DequantizeLinear
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_missing_path():
+    assert "no such file" in _bad("/nonexistent/model.onnx")
+
+
+def test_directory(tmp_path):
+    assert "directory" in _bad(str(tmp_path))
+
+
+def test_text_file(tmp_path):
+    p = tmp_path / "t.onnx"
+    p.write_text("not a model\n")
+    assert "not an ONNX model" in _bad(str(p))
+
+
+def test_truncated_file(tmp_path):
+    from estimator import models
+
+    full = tmp_path / "full.onnx"
+    models.save("mobilenetv2", str(full), weights=True)
+    data = full.read_bytes()
+    p = tmp_path / "trunc.onnx"
+    p.write_bytes(data[: len(data) // 3])
+    assert "not an ONNX model" in _bad(str(p))
+
+
+def test_random_bytes(tmp_path):
+    p = tmp_path / "r.onnx"
+    p.write_bytes(np.random.default_rng(0).bytes(4096))
+    assert "not an ONNX model" in _bad(str(p))
+
+
+def test_unknown_builtin_lists_known():
+    line = _bad("resnet5000")
+    assert "resnet5000" in line and "resnet50" in line and "yolov3" in line
+
+
+def test_external_data_outside_folder_refused(tmp_path):
+    m = conv_model(weights=False)
+    t = m.graph.initializer[0]
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "../../etc/passwd"), ("offset", "0"), ("length", "432")):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    p = tmp_path / "evil.onnx"
+    p.write_bytes(m.SerializeToString())
+    assert "outside the model's folder" in _bad(str(p))
+
+
+def test_external_shape_tensor_needed_but_absent(tmp_path):
+    # A Reshape whose shape vector lives in an absent external file: the shape cannot be known.
+    shp = numpy_helper.from_array(np.array([1, -1], np.int64), "shp")
+    shp.ClearField("raw_data")
+    shp.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "missing.bin"), ("offset", "0"), ("length", "16")):
+        e = shp.external_data.add()
+        e.key, e.value = k, v
+    w = numpy_helper.from_array(np.ones((48, 5), np.float32), "w")
+    nodes = [helper.make_node("Reshape", ["x", "shp"], ["r"], name="reshape"),
+             helper.make_node("MatMul", ["r", "w"], ["y"], name="mm")]
+    g = helper.make_graph(nodes, "ext", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [shp, w])
+    p = tmp_path / "ext.onnx"
+    p.write_bytes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    line = _bad(str(p))
+    assert "missing.bin" in line and "shp" in line
+
+
+def test_cycle(tmp_path):
+    g = helper.make_graph([helper.make_node("Relu", ["b"], ["a"], name="r1"), helper.make_node("Relu", ["a"], ["b"], name="r2")],
+                          "cyc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1])])
+    p = tmp_path / "cycle.onnx"
+    onnx.save(helper.make_model(g), str(p))
+    assert "cycle" in _bad(str(p))
+
+
+def test_undefined_input(tmp_path):
+    g = helper.make_graph([helper.make_node("Add", ["x", "ghost"], ["y"], name="add")], "u",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    p = tmp_path / "undef.onnx"
+    onnx.save(helper.make_model(g), str(p))
+    line = _bad(str(p))
+    assert "'add'" in line and "'ghost'" in line
+
+
+def test_absurd_dims(tiny_path):
+    line = _bad(tiny_path, "--input", "x=100000000x3x100000x100000")
+    assert "absurd" in line or "elements" in line
+
+
+def test_batch_zero_and_bad_lists(tiny_path):
+    assert "--batch" in _bad("resnet50", "--batch", "0")
+    assert "--batch" in _bad("resnet50", "--batch", "two")
+    assert "--hw" in _bad("resnet50", "--batch", "1,2")
+
+
+def test_bad_resolution_and_input_syntax(tiny_path):
+    assert "--resolution" in _bad("resnet50", "--resolution", "224")
+    assert "--input" in _bad(tiny_path, "--input", "x:1x3")
+    assert "multiples of 32" in _bad("yolov3", "--resolution", "417x416")

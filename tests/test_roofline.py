@@ -1,0 +1,191 @@
+"""Roofline properties, Winograd ratios and SRAM residency, on synthetic profiles whose
+answers can be worked out by hand."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from estimator import api, roofline
+from estimator.analyze import analyze
+from estimator.hardware import profile_from_dict
+from estimator.onnx_io import load_graph
+
+
+def prof(**kv):
+    base = {"schema_version": 1, "name": "t", "source": "synthetic test profile", "clock_hz": 1e9,
+            "mac_units": {"fp32": 1000, "fp16": 2000, "int8": 4000}, "sram_bytes": 10 ** 12,
+            "dram_bandwidth_bytes_per_s": 1e18}
+    base.update(kv)
+    return profile_from_dict(base, "test")
+
+
+BATCHES = [1, 2, 4, 8, 16, 32, 64]
+
+
+def _table(spec="resnet50", **kw):
+    return api.analyze(spec, batch=1, precision=kw.pop("precision", "fp32"), **kw)
+
+
+def test_compute_bound_limit_is_macs_over_peak():
+    t = _table()
+    p = roofline.predict(t, prof(), BATCHES, "fp32", "off")
+    peak = 1000 * 1e9
+    assert np.allclose(p.latency_s, np.array(BATCHES) * t.totals.macs / peak, rtol=1e-9)
+    assert np.allclose(p.bound_fraction["compute"], 1.0)
+
+
+def test_memory_bound_limit_is_bytes_over_bandwidth():
+    # Peak so high that every layer is memory-bound; no SRAM: every tensor goes through DRAM.
+    t = _table()
+    p = roofline.predict(t, prof(mac_units={"fp32": 1e12}, sram_bytes=0, dram_bandwidth_bytes_per_s=1e9), BATCHES, "fp32", "off")
+    total_bytes = p.raw.dram_bytes[0].sum(axis=-1)
+    assert np.allclose(p.latency_s, total_bytes / 1e9, rtol=1e-9)
+    assert np.allclose(p.bound_fraction["memory"], 1.0)
+    # weights streamed once per batch; activations per sample: bytes per inference fall with batch
+    assert np.all(np.diff(p.dram_bytes_per_inference) < 0)
+    # all weights read once per batch
+    w = t.totals.weight_bytes
+    acts = total_bytes - w
+    assert np.allclose(acts / np.array(BATCHES), acts[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("sram", [0, 2 ** 20, 8 * 2 ** 20, 10 ** 12])
+def test_latency_and_throughput_monotone_in_batch(sram):
+    t = _table()
+    p = roofline.predict(t, prof(sram_bytes=sram, dram_bandwidth_bytes_per_s=2e10, mac_units={"fp32": 4096}), BATCHES, "fp32", "off")
+    assert np.all(np.diff(p.latency_s) >= 0)
+    assert np.all(np.diff(p.throughput_per_s) >= -1e-9 * p.throughput_per_s[:-1])
+
+
+def test_throughput_saturates_at_compute_roof():
+    t = _table()
+    hw = prof(sram_bytes=0, dram_bandwidth_bytes_per_s=1e11, mac_units={"fp32": 1000})
+    bs = [1, 4, 16, 64, 256, 1024, 4096]
+    p = roofline.predict(t, hw, bs, "fp32", "off")
+    roof = 1e12 / t.totals.macs
+    assert np.all(p.throughput_per_s <= roof * (1 + 1e-9))
+    gains = np.diff(p.throughput_per_s) / p.throughput_per_s[:-1]
+    assert gains[-1] < 0.01  # flat at the end
+
+
+def test_bound_flips_at_ridge_point():
+    # One MatMul layer [1,K]x[K,N]: MACs K*N, DRAM bytes = weights 4KN + input 4K + output 4N.
+    K = N = 256
+    w = numpy_helper.from_array(np.ones((K, N), np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "mm",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, K])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    t = analyze(load_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])), precision="fp32")
+    macs = K * N
+    bytes_ = 4 * (K * N + K + N)
+    intensity = macs / bytes_
+    bw = 1e9
+    ridge_peak = intensity * bw  # MAC/s at which compute time == memory time
+    below = prof(sram_bytes=0, dram_bandwidth_bytes_per_s=bw, mac_units={"fp32": ridge_peak * 0.9 / 1e9})
+    above = prof(sram_bytes=0, dram_bandwidth_bytes_per_s=bw, mac_units={"fp32": ridge_peak * 1.1 / 1e9})
+    pb = roofline.predict(t, below, [1], "fp32", "off")
+    pa = roofline.predict(t, above, [1], "fp32", "off")
+    assert pb.raw.compute_bound[0, 0, 0] and not pa.raw.compute_bound[0, 0, 0]
+    assert np.isclose(pa.latency_s[0], bytes_ / bw)
+    assert np.isclose(pb.latency_s[0], macs / (ridge_peak * 0.9))
+
+
+def test_winograd_factors():
+    assert roofline.winograd_factors(2) == pytest.approx((2.25, 16 / 9))
+    assert roofline.winograd_factors(4) == pytest.approx((4.0, 4.0))
+    assert roofline.winograd_factors(0) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("mode, mfac, wfac", [("f2", 2.25, 16 / 9), ("f4", 4.0, 4.0)])
+def test_winograd_per_layer_ratios(mode, mfac, wfac):
+    t = _table("resnet50-v1")
+    off = roofline.predict(t, prof(), [1], "fp32", "off")
+    on = roofline.predict(t, prof(), [1], "fp32", mode)
+    cand = off.layers.winograd
+    assert cand.sum() == 16  # the 3x3 stride-1 convs of v1's 16 bottleneck blocks
+    assert np.allclose(off.raw.macs[0, cand] / on.raw.macs[0, cand], mfac)
+    assert np.array_equal(off.raw.macs[0, ~cand], on.raw.macs[0, ~cand])  # non-candidates unchanged
+    w_off = off.layers.weight_bytes
+    grown = on.raw.weight_bytes_total[0] - off.raw.weight_bytes_total[0]
+    assert np.isclose(grown, (wfac - 1) * w_off[cand].sum())
+
+
+def test_winograd_whole_model_speedups_match_seeds():
+    # Seed 004: about 1.4x for ResNet-50 (v1) and 1.7x for YOLOv3, compute-bound.
+    def speedup(spec, **kw):
+        t = _table(spec, **kw)
+        return roofline.predict(t, prof(), [1], "fp32", "off").latency_s[0] / roofline.predict(t, prof(), [1], "fp32", "f2").latency_s[0]
+
+    assert 1.30 <= speedup("resnet50-v1") <= 1.45
+    assert 1.65 <= speedup("yolov3", resolution=(416, 416)) <= 1.85
+    assert speedup("resnet50") < speedup("resnet50-v1")  # v1.5's stride-2 3x3 convs are not candidates
+
+
+def test_winograd_expand_on_load_keeps_dram_weights():
+    t = _table("resnet50-v1")
+    hw_t = prof(sram_bytes=0, winograd={"tile": 2, "weights": "transformed"})
+    hw_e = prof(sram_bytes=0, winograd={"tile": 2, "weights": "expand_on_load"})
+    off = roofline.predict(t, prof(sram_bytes=0), [1], "fp32", "off")
+    pt = roofline.predict(t, hw_t, [1], "fp32")
+    pe = roofline.predict(t, hw_e, [1], "fp32")
+    assert pt.winograd == pe.winograd == "f2"
+    assert pt.raw.dram_bytes.sum() > off.raw.dram_bytes.sum()
+    assert np.isclose(pe.raw.dram_bytes.sum(), off.raw.dram_bytes.sum())
+
+
+def test_sram_residency_cases():
+    t = _table()
+    w = t.totals.weight_bytes
+    # weights fit: no weight traffic in steady state
+    fits = roofline.predict(t, prof(sram_bytes=int(w * 2), dram_bandwidth_bytes_per_s=1e9), [1], "fp32", "off")
+    assert fits.weights_resident
+    # weights do not fit: read once per batch
+    spill = roofline.predict(t, prof(sram_bytes=int(w * 0.5), dram_bandwidth_bytes_per_s=1e9), [1, 8], "fp32", "off")
+    assert not spill.weights_resident
+    assert spill.raw.dram_bytes[0].sum(axis=-1)[0] >= w
+    # no SRAM: every activation goes through DRAM; more SRAM never adds traffic
+    sizes = [0, 2 ** 16, 2 ** 20, 2 ** 24, int(w * 2)]
+    dram = [roofline.predict(t, prof(sram_bytes=s, dram_bandwidth_bytes_per_s=1e9), [4], "fp32", "off").raw.dram_bytes.sum() for s in sizes]
+    assert all(a >= b for a, b in zip(dram, dram[1:]))
+    assert dram[-1] < dram[0]
+
+
+def test_mac_array_utilization():
+    # 64-channel layer on a 128-wide array uses half of each dimension; depthwise uses 1 row.
+    u = roofline._util(np.array([64.0, 1.0, 300.0, 0.0]), np.array([64.0, 128.0, 128.0, 0.0]),
+                       np.array([128.0]), np.array([128.0]))
+    assert np.allclose(u[0], [0.25, 1 / 128, 300 / 384, 1.0])
+
+
+def test_precision_missing_names_available():
+    t = _table()
+    from estimator.errors import UserError
+
+    hw = prof(mac_units={"int8": 4096})
+    with pytest.raises(UserError, match="int8"):
+        roofline.predict(t, hw, [1], "fp32", "off")
+
+
+def test_grid_equals_individual_profiles():
+    t = _table()
+    base = prof(sram_bytes=2 ** 20, dram_bandwidth_bytes_per_s=1e10)
+    la = roofline.LayerArrays.from_table(t)
+    sr = [2 ** 18, 2 ** 22, 2 ** 26]
+    bw = [1e9, 1e11]
+    raw = roofline.evaluate(la, roofline.HwArrays.grid(base, "fp32", "off", sram_bytes=sr, dram_bandwidth_bytes_per_s=bw), [1, 4])
+    i = 0
+    for s in sr:
+        for b in bw:
+            one = roofline.predict(t, prof(sram_bytes=s, dram_bandwidth_bytes_per_s=b), [1, 4], "fp32", "off")
+            assert np.allclose(raw.latency_s[i], one.latency_s)
+            i += 1
+
+
+def test_energy_reported_when_profile_has_it():
+    t = _table()
+    hw = prof(sram_bytes=0, dram_bandwidth_bytes_per_s=1e9, energy={"per_mac_j": {"fp32": 1e-12}, "per_dram_byte_j": 1e-10})
+    p = roofline.predict(t, hw, [1], "fp32", "off")
+    want = t.totals.macs * 1e-12 + p.raw.dram_bytes.sum() * 1e-10
+    assert np.isclose(p.energy_per_inference_j[0], want)
+    assert roofline.predict(t, prof(), [1], "fp32", "off").energy_per_inference_j is None
