@@ -318,16 +318,28 @@ def make_variant(fp32_path: Path, precision: str, *, sha256: str, resolution=Non
             os.close(fd)
             level = logging.getLogger().level
             logging.getLogger().setLevel(logging.ERROR)  # quantizer warns about pre-processing
+            pre = tmp + ".pre.onnx"
             try:
-                quantize_static(str(fp32_path), tmp,
+                # quant_pre_process: shape inference + onnxruntime's basic optimizations (folds
+                # BatchNormalization into Conv), as onnxruntime recommends before quantizing;
+                # if it fails on this model, quantize the model as given.
+                src = str(fp32_path)
+                try:
+                    from onnxruntime.quantization.shape_inference import quant_pre_process
+                    quant_pre_process(str(fp32_path), pre, skip_symbolic_shape=True)
+                    src = pre
+                except Exception:  # noqa: BLE001
+                    src = str(fp32_path)
+                quantize_static(src, tmp,
                                 _Calibration(specs, calibration_samples, resolution, seq_len),
                                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                                 weight_type=QuantType.QInt8)
                 os.replace(tmp, dest)
             finally:
                 logging.getLogger().setLevel(level)
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                for f in (tmp, pre):
+                    if os.path.exists(f):
+                        os.unlink(f)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - converters raise anything

@@ -266,8 +266,11 @@ def join(original: onnx.ModelProto, optimized: onnx.ModelProto, kt: KernelTimes)
 
     def neighbour(j: int) -> int | None:
         """Primary original node of the nearest compute neighbour of an added node."""
-        up_first = P.nodes[j].op_type in SERVES_PRODUCER or (
-            P.nodes[j].op_type == "Cast" and "output" in P.names[j])
+        op = P.nodes[j].op_type
+        direct_up = [P.producer[t] for t in P.nodes[j].input if t in P.producer]
+        up_first = op in SERVES_PRODUCER or (op == "Cast" and "output" in P.names[j]) or (
+            # a layout Transpose right after a compute node (NHWC QLinearConv) converts its output
+            op == "Transpose" and any(not added[k] and prim.get(k) is not None for k in direct_up))
         for direction in ((0, 1) if up_first else (1, 0)):
             frontier, seen = [j], {j}
             for _ in range(8):

@@ -8,11 +8,13 @@ non-MAC ops per element, with the per-element counts of elementwise.py.
 from __future__ import annotations
 
 from .attention import rotary_ops, sdpa_cost
-from .base import OpContext, OpCost, need, out_elems_broadcast, prod, register
-from .conv import activation_ops, conv_cost, conv_geometry
+from .base import (OpContext, OpCost, attr_str, lookup, need, out_elems_broadcast, prod,
+                   register)
+from .conv import BILINEAR_OPS, activation_ops, conv_cost, conv_geometry
 from .elementwise import GELU_ERF_OPS, GELU_TANH_OPS, PER_ELEMENT
 from .linalg import gemm_counts, matmul_macs
-from .norm import MEAN_VAR_NORM_PER_ELEM, MEAN_VAR_NORM_PER_ROW, RMS_NORM_PER_ELEM, RMS_NORM_PER_ROW
+from .norm import (MEAN_VAR_NORM_PER_ELEM, MEAN_VAR_NORM_PER_ROW, RMS_NORM_PER_ELEM,
+                   RMS_NORM_PER_ROW, SOFTMAX_PER_ELEM)
 from .pool import average_pool, global_average_pool, global_max_pool, max_pool
 from .quant import DYNAMIC_QUANTIZE_OPS, REQUANT_OPS
 from .resize import resize
@@ -374,3 +376,162 @@ register("Upsample", domain=NCHWC)(resize)
 def nchwc_reorder(ctx: OpContext) -> OpCost:
     """0 ops, kind data: converts between NCHW and the blocked NCHWc layout (a copy)."""
     return OpCost(kind="data", layer_class="elementwise")
+
+
+# ------------------------------------------------- com.microsoft forms of other ops, and more
+
+def _reuse(op: str, domain: str = "") -> None:
+    """Register the default-domain cost function of `op` for the com.microsoft op of the same
+    name (onnxruntime's contrib versions take the same inputs in the same order)."""
+    register(op, domain=MS)(lookup(op, domain))
+
+
+for _op in ("QLinearConv", "Trilu", "Range", "Unique", "GridSample", "Pad", "GatherND"):
+    _reuse(_op)
+register("ConvTransposeWithDynamicPads", domain=MS)(lookup("ConvTranspose"))
+register("MaxpoolWithMask", domain=MS)(max_pool)
+register("DynamicQuantizeLSTM", domain=MS)(lookup("LSTM"))
+register("MatMulInteger16", domain=MS)(lookup("MatMulInteger"))
+register("MatMulBnb4", domain=MS)(matmul_nbits)
+
+
+@register("ExpandDims", domain=MS)
+@register("TorchEmbedding", domain=MS)
+@register("QLinearWhere", domain=MS)
+def ms_data(ctx: OpContext) -> OpCost:
+    """0 ops, kind data (ExpandDims: a copy of an unsqueeze; TorchEmbedding: a gather;
+    QLinearWhere: a select between quantized inputs)."""
+    return OpCost(kind="data", layer_class="elementwise")
+
+
+@register("FusedMatMulActivation", domain=MS)
+def fused_matmul_activation(ctx: OpContext) -> OpCost:
+    """FusedMatMul counts + out_elems * activation ops (`activation` attribute)."""
+    c = fused_matmul(ctx)
+    _, out = matmul_macs(ctx, 0, 1, bool(ctx.attr("transA", 0)), bool(ctx.attr("transB", 0)))
+    return OpCost(macs=c.macs, non_mac_ops=c.non_mac_ops + out * activation_ops(ctx),
+                  kind="contraction", layer_class="gemm")
+
+
+@register("NhwcFusedConv", domain=MS)
+def nhwc_fused_conv(ctx: OpContext) -> OpCost:
+    """NhwcConv counts + out_elems * ([Z sum input 3] + activation ops)."""
+    g = conv_geometry(ctx, channels_last=True)
+    per = (1 if ctx.has_input(2) else 0) + (1 if ctx.has_input(3) else 0) + activation_ops(ctx)
+    return conv_cost(ctx, g, per)
+
+
+@register("BiasSoftmax", domain=MS)
+def bias_softmax(ctx: OpContext) -> OpCost:
+    """non_mac_ops = elems * (1 + 5): bias add, then softmax (norm.SOFTMAX_PER_ELEM)."""
+    n = prod(need(ctx.in_shape(0), "BiasSoftmax: input shape"))
+    return _norm(n * (1 + SOFTMAX_PER_ELEM))
+
+
+@register("BiasDropout", domain=MS)
+def bias_dropout(ctx: OpContext) -> OpCost:
+    """non_mac_ops = elems * (1 + [residual]): bias add and residual add (input 2); dropout is
+    the identity at inference (training-mode masking ignored)."""
+    n = prod(need(ctx.in_shape(0), "BiasDropout: input shape"))
+    return _ew(n * (1 + (1 if ctx.has_input(2) else 0)))
+
+
+def _group_norm_nhwc(ctx: OpContext, extra_per_elem: int) -> OpCost:
+    xs = need(ctx.in_shape(0), f"{ctx.node.op_type}: input shape")
+    n = prod(xs)
+    groups = int(ctx.attr("groups", 32))
+    act = PER_ELEMENT["Swish"] if int(ctx.attr("activation", 0)) else 0
+    per = MEAN_VAR_NORM_PER_ELEM + 1 + act + extra_per_elem
+    return _norm(n * per + xs[0] * groups * MEAN_VAR_NORM_PER_ROW)
+
+
+@register("GroupNorm", domain=MS)
+def ms_group_norm(ctx: OpContext) -> OpCost:
+    """non_mac_ops = elems * (7 + 5 * [activation = Swish]) + N * groups * 4 (the
+    GroupNormalization counts; channels-last layout does not change them)."""
+    return _group_norm_nhwc(ctx, 0)
+
+
+@register("SkipGroupNorm", domain=MS)
+def skip_group_norm(ctx: OpContext) -> OpCost:
+    """GroupNorm counts + elems * (1 skip add + [bias, input 4])."""
+    return _group_norm_nhwc(ctx, 1 + (1 if ctx.has_input(4) else 0))
+
+
+@register("Inverse", domain=MS)
+def inverse(ctx: OpContext) -> OpCost:
+    """macs = batch * n^3 for input (..., n, n) (Gauss-Jordan elimination: n^3 multiply-adds
+    per matrix; the n^2 divisions by pivots are counted as non-MAC ops)."""
+    s = need(ctx.in_shape(0), "Inverse: input shape")
+    n = s[-1]
+    batch = prod(s[:-2])
+    return OpCost(macs=batch * n ** 3, non_mac_ops=batch * n * n, kind="contraction",
+                  layer_class="gemm")
+
+
+@register("CDist", domain=MS)
+def cdist(ctx: OpContext) -> OpCost:
+    """A (M, K), B (N, K): macs = M * N * K (square-accumulate of each difference);
+    non_mac_ops = M * N * K subtractions + M * N square roots for metric "euclidean"."""
+    a = need(ctx.in_shape(0), "CDist: A shape")
+    b = need(ctx.in_shape(1), "CDist: B shape")
+    m, k, n = a[0], a[1], b[0]
+    sqrt = m * n if attr_str(ctx, "metric", "sqeuclidean") == "euclidean" else 0
+    return OpCost(macs=m * n * k, non_mac_ops=m * n * k + sqrt, kind="contraction",
+                  layer_class="gemm")
+
+
+@register("ComplexMul", domain=MS)
+@register("ComplexMulConj", domain=MS)
+def complex_mul(ctx: OpContext) -> OpCost:
+    """non_mac_ops = out_elems * 3: a complex product (4 multiplies + 2 adds) per complex pair,
+    i.e. 3 per real output element (last dim 2)."""
+    return _ew(out_elems_broadcast(ctx, f"{ctx.node.op_type}: output shape") * 3)
+
+
+@register("MulInteger", domain=MS)
+def mul_integer(ctx: OpContext) -> OpCost:
+    """non_mac_ops = out_elems (one integer multiply; zero points ignored)."""
+    return _ew(out_elems_broadcast(ctx, "MulInteger: output shape"))
+
+
+@register("IsAllFinite", domain=MS)
+def is_all_finite(ctx: OpContext) -> OpCost:
+    """non_mac_ops = total input elems (one test each)."""
+    n = sum(prod(need(ctx.in_shape(i), "IsAllFinite: input shape"))
+            for i in range(len(ctx.node.inputs)) if ctx.has_input(i))
+    return OpCost(non_mac_ops=n, kind="reduce", layer_class="elementwise")
+
+
+@register("ReduceSumInteger", domain=MS)
+def reduce_sum_integer(ctx: OpContext) -> OpCost:
+    """non_mac_ops = in_elems (one add per input element)."""
+    n = prod(need(ctx.in_shape(0), "ReduceSumInteger: input shape"))
+    return OpCost(non_mac_ops=n, kind="reduce", layer_class="elementwise")
+
+
+@register("QLinearReduceMean", domain=MS)
+def qlinear_reduce_mean(ctx: OpContext) -> OpCost:
+    """non_mac_ops = in_elems + out_elems * (1 + 3): accumulate, divide, requantize."""
+    n_in = prod(need(ctx.in_shape(0), "QLinearReduceMean: input shape"))
+    n_out = prod(need(ctx.out_shape(0), "QLinearReduceMean: output shape"))
+    return OpCost(non_mac_ops=n_in + n_out * (1 + REQUANT_OPS), kind="reduce",
+                  layer_class="elementwise")
+
+
+@register("QLinearSoftmax", domain=MS)
+def qlinear_softmax(ctx: OpContext) -> OpCost:
+    """non_mac_ops = elems * 5: the softmax count (exp read from a lookup table, the
+    requantization folded into the final scale)."""
+    n = prod(need(ctx.in_shape(0), "QLinearSoftmax: input shape"))
+    return _norm(n * SOFTMAX_PER_ELEM)
+
+
+@register("CropAndResize", domain=MS)
+def crop_and_resize(ctx: OpContext) -> OpCost:
+    """non_mac_ops = out_elems * 7 (one bilinear sample per output, conv.BILINEAR_OPS) for mode
+    "bilinear" (default); 0 (kind data) for "nearest". Output (num_rois, C, h, w)."""
+    if attr_str(ctx, "mode", "bilinear") == "nearest":
+        return OpCost(kind="data", layer_class="elementwise")
+    n = prod(need(ctx.out_shape(0), "CropAndResize: output shape (crop_size is data)"))
+    return _ew(n * BILINEAR_OPS)
