@@ -45,10 +45,10 @@ class TensorInfo:
     name: str
     shape: tuple[int, ...] | None
     dtype: str
+    elems: int | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def elems(self) -> int | None:
-        return elems_of(self.shape)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "elems", elems_of(self.shape))
 
     @property
     def itemsize(self) -> float:

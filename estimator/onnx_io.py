@@ -60,6 +60,16 @@ _INT_TYPES = {TensorProto_t for TensorProto_t in (
 
 def dtype_name(elem_type: int) -> str:
     """ONNX element type number -> numpy-style name ('float32', 'int64', ...)."""
+    name = _DTYPE_CACHE.get(elem_type)
+    if name is None:
+        name = _DTYPE_CACHE[elem_type] = _dtype_name(elem_type)
+    return name
+
+
+_DTYPE_CACHE: dict[int, str] = {}
+
+
+def _dtype_name(elem_type: int) -> str:
     try:
         name = onnx.TensorProto.DataType.Name(elem_type)
     except ValueError:
@@ -192,12 +202,8 @@ def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None]:
         return []
     out: list[int | str | None] = []
     for d in tt.shape.dim:
-        if d.HasField("dim_value"):
-            out.append(int(d.dim_value))
-        elif d.HasField("dim_param"):
-            out.append(d.dim_param)
-        else:
-            out.append(None)
+        kind = d.WhichOneof("value")
+        out.append(d.dim_value if kind == "dim_value" else d.dim_param if kind == "dim_param" else None)
     return out
 
 
@@ -358,6 +364,7 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     weights_present = True
     missing_files: set[str] = set()
     missing_small: dict[str, str] = {}  # small integer initializers whose external file is absent
+    checked_locations: dict[str, str | None] = {}  # location -> resolved path (None: absent)
     for t in g.initializer:
         init_names.add(t.name)
         init_info[t.name] = TensorInfo(t.name, tuple(int(d) for d in t.dims), dtype_name(t.data_type))
@@ -366,7 +373,14 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
         if t.data_location == onnx.TensorProto.EXTERNAL:
             info = _external_info(t)
             loc = info.get("location", "")
-            full = _check_external_location(src, base_dir, t.name, loc) if path else None
+            if not path:
+                full = None
+            elif loc in checked_locations:
+                full = checked_locations[loc]
+            else:
+                full = checked_locations[loc] = _check_external_location(src, base_dir, t.name, loc)
+                if full is not None and not os.path.exists(full):
+                    full = checked_locations[loc] = None
             if full is None or not os.path.exists(full):
                 weights_present = False
                 missing_files.add(loc)
@@ -502,9 +516,9 @@ def _collect_infos(model: onnx.ModelProto) -> dict[str, TensorInfo]:
         tt = vi.type.tensor_type
         shape = None
         if tt.HasField("shape"):
-            dims = _dims(vi)
-            if all(isinstance(d, int) and d >= 0 for d in dims):
-                shape = tuple(int(d) for d in dims)
+            dims = tuple(d.dim_value if d.WhichOneof("value") == "dim_value" else -1 for d in tt.shape.dim)
+            if -1 not in dims:
+                shape = dims
         prev = infos.get(vi.name)
         if prev is None or (prev.shape is None and shape is not None):
             infos[vi.name] = TensorInfo(vi.name, shape, dtype_name(tt.elem_type))

@@ -171,6 +171,10 @@ def test_profile_join_precision_variants_use_original_names(tmp_path, precision)
     assert {l["name"] for l in j.layers} == {n.name for n in original.graph.node}
     assert j.coverage >= 0.99, j.unmapped
     assert j.added_by_kind  # casts or Q/DQ nodes were attributed and totalled by kind
+    layers = {l["name"]: l for l in j.layers}
+    assert layers["conv1"]["measured_s"] > 0 and layers["conv2"]["measured_s"] > 0
+    assert layers["bn1"].get("fused_into") == "conv1" and layers["relu1"].get("fused_into") == "conv1"
+    assert layers["bn2"].get("fused_into") == "conv2"
     assert sum(l["measured_s"] for l in j.layers) + j.unmapped_s == pytest.approx(j.total_s)
 
 
@@ -254,6 +258,7 @@ def test_predictions_and_errors_with_hw(tmp_path, monkeypatch):
                 "layer_latency_s": [[1e-4] * len(batches)] * 4}, None
 
     monkeypatch.setattr(runner, "_prediction", fake_prediction)
+    monkeypatch.setattr(runner, "_check_hw", lambda hw: None)
     oc = runner.run_validation(str(model), tmp_path / "out", fast_opts(hw="fake.yaml"))
     c = oc.doc["configurations"][0]
     p = c["prediction"]
@@ -376,6 +381,18 @@ def test_model_onnxruntime_cannot_load(tmp_path):
     with pytest.raises(UserError, match="onnxruntime cannot load it") as e:
         runner.run_validation(str(tmp_path / "bad.onnx"), tmp_path / "out", fast_opts())
     assert "\n" not in str(e.value) and len(str(e.value)) < 400
+
+
+def test_bad_hw_profile_fails_before_measuring(tmp_path, monkeypatch):
+    model = tiny_cnn(tmp_path / "m.onnx")
+
+    def bad(hw):
+        raise UserError(f"unknown hardware profile {hw!r}")
+
+    monkeypatch.setattr(runner, "_check_hw", bad)
+    with pytest.raises(UserError, match="unknown hardware profile"):
+        runner.run_validation(str(model), tmp_path / "out", fast_opts(hw="nope"))
+    assert not list((tmp_path / "out").glob("*.json"))
 
 
 def test_bad_precision_and_options(tmp_path):

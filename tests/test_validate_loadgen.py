@@ -10,9 +10,10 @@ import pytest
 
 from estimator.errors import UserError
 from estimator.validate import mlperf, runner
-from test_validate import fast_opts, tiny_cnn  # noqa: F401 - also applies the autouse fixture
-
-from test_validate import _cache  # noqa: F401
+try:  # the autouse fixture _cache is imported too, so it applies here as well
+    from test_validate import _cache, fast_opts, tiny_cnn  # noqa: F401
+except ImportError:  # tests/ made a package
+    from tests.test_validate import _cache, fast_opts, tiny_cnn  # noqa: F401
 
 HAVE_LOADGEN = importlib.util.find_spec("mlperf_loadgen") is not None
 

@@ -68,7 +68,11 @@ def validate_command(
         scenario=scenario, min_duration_s=min_duration, min_query_count=min_query_count,
         quiet=quiet, argv=list(sys.argv),
     )
-    outcome = runner.run_validation(model, out, opts)
+    try:
+        outcome = runner.run_validation(model, out, opts)
+    except KeyboardInterrupt:  # before the results file existed (model preparation)
+        typer.echo("interrupted before any measurement was saved", err=True)
+        raise typer.Exit(code=130) from None
     if outcome.interrupted:
         typer.echo(f"interrupted: partial results saved to {outcome.json_path}", err=True)
         raise typer.Exit(code=130)

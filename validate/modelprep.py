@@ -22,6 +22,8 @@ from onnx import TensorProto, numpy_helper
 from estimator.errors import UserError
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: Bumped whenever the way variants are made changes, so cached variants are rebuilt.
+VARIANT_RECIPE = 2
 
 
 def cache_dir() -> Path:
@@ -300,7 +302,7 @@ def make_variant(fp32_path: Path, precision: str, *, sha256: str, resolution=Non
     if precision not in PRECISIONS:
         raise UserError(f"precision {precision!r}: onnxruntime runs one of {', '.join(PRECISIONS)}")
     import onnxruntime as ort
-    dest = cache_dir() / "variants" / f"{sha256[:16]}-{precision}-ort{ort.__version__}.onnx"
+    dest = cache_dir() / "variants" / f"{sha256[:16]}-{precision}-r{VARIANT_RECIPE}-ort{ort.__version__}.onnx"
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,7 @@ class KernelTimes:
     provider_by_node: dict[str, str]
     runs: int                          # runs kept (the first, cold run excluded)
     runs_in_profile: int
+    run_totals_us: list[float] = field(default_factory=list)  # kernel time of each kept run
 
 
 def parse_profile(path: str, *, skip_runs: int = 1) -> KernelTimes:
@@ -114,6 +115,7 @@ def parse_profile(path: str, *, skip_runs: int = 1) -> KernelTimes:
     prov: dict[str, str] = {}
     import bisect
     starts = [r[0] for r in kept]
+    per_run = [0.0] * len(kept)
     for e in events:
         if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
             continue
@@ -122,12 +124,13 @@ def parse_profile(path: str, *, skip_runs: int = 1) -> KernelTimes:
             k = bisect.bisect_right(starts, ts) - 1
             if k < 0 or ts > kept[k][1]:
                 continue  # belongs to a skipped run (or outside any run)
+            per_run[k] += float(e.get("dur", 0))
         name = e["name"][: -len("_kernel_time")]
         by_node[name] += float(e.get("dur", 0))
         args = e.get("args", {}) or {}
         op_by_node.setdefault(name, args.get("op_name", "?"))
         prov.setdefault(name, args.get("provider", "?"))
-    return KernelTimes(dict(by_node), op_by_node, prov, len(kept) if runs else 1, len(runs))
+    return KernelTimes(dict(by_node), op_by_node, prov, len(kept) if runs else 1, len(runs), per_run)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +146,7 @@ class JoinResult:
     unmapped_s: float
     added_by_kind: dict[str, float] = field(default_factory=dict)
     runs: int = 0
+    run_totals_s: list[float] = field(default_factory=list)
 
     @property
     def coverage(self) -> float:
@@ -151,7 +155,16 @@ class JoinResult:
     def summary(self) -> dict:
         return {"kernel_total_s": self.total_s, "mapped_s": self.mapped_s,
                 "unmapped_s": self.unmapped_s, "coverage": self.coverage,
-                "added_by_kind_s": self.added_by_kind, "profiled_runs": self.runs}
+                "added_by_kind_s": self.added_by_kind, "profiled_runs": self.runs,
+                "kernel_total_per_run_s": _spread(self.run_totals_s)}
+
+
+def _spread(xs: list[float]) -> dict | None:
+    """min/median/max of the per-run kernel totals: shows how disturbed the profiled pass was."""
+    if not xs:
+        return None
+    s = sorted(xs)
+    return {"min": s[0], "p50": s[(len(s) - 1) // 2], "max": s[-1]}
 
 
 class _Graph:
@@ -172,6 +185,23 @@ class _Graph:
         self.consts |= {t for n in self.nodes if n.op_type == "Constant" for t in n.output}
         self.graph_inputs = {vi.name for vi in g.input}
         self.by_name = {nm: i for i, nm in enumerate(self.names)}
+
+
+def _follows(O: "_Graph", t: str, targets: set[str], hops: int = 12) -> bool:
+    """Whether tensor ``t`` is reached from one of ``targets`` through element-wise followers."""
+    for _ in range(hops):
+        if t in targets:
+            return True
+        i = O.producer.get(t)
+        if i is None or O.nodes[i].op_type not in FOLLOWER_OPS:
+            return False
+        data = [u for u in O.nodes[i].input if u and u not in O.consts]
+        if not data:
+            return False
+        if len(data) > 1:  # Add/Mul of two activations: either branch may lead to the target
+            return any(_follows(O, u, targets, hops - 1) for u in data)
+        t = data[0]
+    return False
 
 
 def join(original: onnx.ModelProto, optimized: onnx.ModelProto, kt: KernelTimes) -> JoinResult:
@@ -222,7 +252,10 @@ def join(original: onnx.ModelProto, optimized: onnx.ModelProto, kt: KernelTimes)
     for j, r in reps.items():
         p = P.nodes[j]
         explicit = {orig_tensor(t) for t in p.input if t}
-        token_mode = any(t and orig_tensor(t) is None and t in P.producer for t in p.input)
+        tokens = [t for t in p.input if t and orig_tensor(t) is None and t in P.producer]
+        token_mode = bool(tokens)
+        # representative tensors of the optimized nodes that produce this node's token inputs
+        token_reps = {x for t in tokens for x in reps.get(P.producer[t], [])}
         stop = (all_reps - set(r)) | explicit | O.consts | O.graph_inputs
         seen: list[int] = []
         stack = list(r)
@@ -235,8 +268,11 @@ def join(original: onnx.ModelProto, optimized: onnx.ModelProto, kt: KernelTimes)
             if token_mode and O.nodes[i].op_type in _MAIN:
                 continue
             for u in O.nodes[i].input:
-                if u and u not in stop:
-                    stack.append(u)
+                if not u or u in stop:
+                    continue
+                if token_mode and _follows(O, u, token_reps):
+                    continue  # element-wise tail of the producing node's group: the producer's
+                stack.append(u)
         owned[j] = seen
         for i in seen:
             owner.setdefault(i, j)
@@ -338,4 +374,5 @@ def join(original: onnx.ModelProto, optimized: onnx.ModelProto, kt: KernelTimes)
     total = sum(kt.by_node.values()) / runs * 1e-6
     unmapped_s = sum(u["measured_s"] for u in unmapped)
     unmapped.sort(key=lambda u: -u["measured_s"])
-    return JoinResult(layers, unmapped, total, total - unmapped_s, unmapped_s, dict(added_by_kind), kt.runs)
+    return JoinResult(layers, unmapped, total, total - unmapped_s, unmapped_s, dict(added_by_kind),
+                      kt.runs, [x * 1e-6 for x in kt.run_totals_us])

@@ -98,12 +98,22 @@ def _prediction(model_path: str, hw: str, batches: list[int], precision: str) ->
         layer = np.asarray(getattr(pred, "layer_latency_s", np.zeros((0, len(batches)))), dtype=float)
         return {"batches": list(pred.batches), "latency_s": lat.tolist(),
                 "layer_names": names, "layer_latency_s": layer.tolist()}, None
-    except UserError:
-        raise
+    except UserError as e:  # measurements are already taken: keep them, say why no prediction
+        return None, f"no prediction: {e}"
     except (ImportError, AttributeError) as e:
         return None, f"prediction not available ({type(e).__name__}: {e})"
     except Exception as e:  # noqa: BLE001
         return None, f"prediction failed: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}"
+
+
+def _check_hw(hw: str) -> None:
+    """Fail early (before measuring) on a hardware profile the analyzer cannot load."""
+    try:
+        from estimator import api
+        loader = api.load_profile
+    except (ImportError, AttributeError):
+        return
+    loader(hw)  # raises UserError for a bad profile
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,6 +432,8 @@ def run_validation(model: str, out_dir: Path, opts: Options) -> Outcome:
     threads_list = opts.threads or [hostmod.cpu_info()["usable_cores"] or 1]
     if opts.scenario not in (None, "single-stream", "offline"):
         raise UserError(f"--scenario {opts.scenario}: choose single-stream or offline")
+    if opts.hw:
+        _check_hw(opts.hw)
     loadgen = None
     if opts.scenario:
         from . import mlperf
@@ -550,8 +562,10 @@ def run_validation(model: str, out_dir: Path, opts: Options) -> Outcome:
                     for _ in range(max(1, opts.warmup)):
                         s.run(None, c.feeds)
             except Exception as e:  # noqa: BLE001
+                hint = (" (the model had a fixed batch dimension; it may hard-code the batch in "
+                        "a Reshape: sweep only its own batch size)") if need_dynamic else ""
                 raise UserError(f"{resolved.name} ({c.precision}, batch {c.batch}): onnxruntime cannot run it: "
-                                f"{short_ort_error(e)}") from None
+                                f"{short_ort_error(e)}{hint}") from None
             progress.step(f"warm-up {c.key}")
         # 3. timed runs (interleaved) or LoadGen
         if opts.scenario:
