@@ -35,7 +35,8 @@ def make_ctx(op: str, ins, outs=(), attrs=None, domain: str = "") -> OpContext:
     for i, s in enumerate(outs):
         name = f"out{i}"
         out_names.append(name)
-        out_infos.append(None if s is None or s is UNKNOWN else TensorInfo(name, tuple(s), "float32"))
+        known = s is not None and s is not UNKNOWN
+        out_infos.append(TensorInfo(name, tuple(s), "float32") if known else None)
     if not out_names:
         out_names, out_infos = ["out0"], [None]
     node = Node(name=f"{op}_0", op_type=op, domain=domain, inputs=tuple(in_names),
@@ -64,7 +65,8 @@ def infer_shape(op: str, inputs, attrs=None, inits=(), n_out: int = 1, domain: s
     outs = [f"y{i}" for i in range(n_out)]
     node = helper.make_node(op, names, outs, **(attrs or {}))
     graph = helper.make_graph([node], "g", vis,
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                               for o in outs],
                               initializer=[onnx.numpy_helper.from_array(a, n) for n, a in inits])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -167,6 +169,7 @@ def test_conv_transpose_matches_onnx_shape():
     assert ys == (1, 8, 16, 16)
     c = cost("ConvTranspose", [(1, 16, 8, 8), (16, 8, 4, 4), (8,)], [ys], attrs)
     assert (c.macs, c.non_mac_ops) == (131072, 2048)
+    assert c.layer_class == "conv_other" and not c.winograd_candidate
     # output unknown: computed with the ONNX formula
     c2 = cost("ConvTranspose", [(1, 16, 8, 8), (16, 8, 4, 4), (8,)], [UNKNOWN], attrs)
     assert (c2.macs, c2.non_mac_ops) == (131072, 2048)
@@ -213,7 +216,8 @@ def test_einsum_batched_matmul_matches_onnx_shape():
     assert (c.macs, c.kind, c.layer_class) == (120, "contraction", "gemm")
     # implicit output and ellipsis give the same count
     assert cost("Einsum", [(2, 3, 4), (2, 4, 5)], [], {"equation": "bij,bjk"}).macs == 120
-    assert cost("Einsum", [(2, 3, 4), (2, 4, 5)], [], {"equation": "...ij,...jk->...ik"}).macs == 120
+    eq = {"equation": "...ij,...jk->...ik"}
+    assert cost("Einsum", [(2, 3, 4), (2, 4, 5)], [], eq).macs == 120
 
 
 def test_einsum_transpose_outer_reduce_three_operands():
@@ -247,7 +251,8 @@ def test_batch_norm():
 
 def test_layer_norm():
     # X (2,10,64), axis -1, with bias: 1280 * 7 + rows 20 * 4 = 8960 + 80 = 9040
-    assert cost("LayerNormalization", [(2, 10, 64), (64,), (64,)], [(2, 10, 64)]).non_mac_ops == 9040
+    c = cost("LayerNormalization", [(2, 10, 64), (64,), (64,)], [(2, 10, 64)])
+    assert c.non_mac_ops == 9040
     # without bias: 1280 * 6 + 80 = 7760
     assert cost("LayerNormalization", [(2, 10, 64), (64,)], [(2, 10, 64)]).non_mac_ops == 7760
 
@@ -276,7 +281,8 @@ def test_softmax_family():
 
 def test_pools():
     # MaxPool 2x2 s2 on (1,8,32,32) -> (1,8,16,16) = 2048 outputs * (4 - 1) compares = 6144
-    c = cost("MaxPool", [(1, 8, 32, 32)], [(1, 8, 16, 16)], {"kernel_shape": [2, 2], "strides": [2, 2]})
+    c = cost("MaxPool", [(1, 8, 32, 32)], [(1, 8, 16, 16)],
+             {"kernel_shape": [2, 2], "strides": [2, 2]})
     assert (c.non_mac_ops, c.kind) == (6144, "pool")
     # output unknown: same count from the pooling rules
     assert cost("MaxPool", [(1, 8, 32, 32)], [UNKNOWN],
@@ -297,7 +303,7 @@ def test_pools():
 
 
 def test_maxpool_shape_matches_onnx():
-    # ceil_mode: (33 - 3)/2 ceil + 1 = 16 ... with ceil: ceil(30/2)+1 = 16; (34-3)/2 -> 16.5 -> 17
+    # ceil_mode: out = ceil((34 - 3) / 2) + 1 = ceil(15.5) + 1 = 17
     attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}
     (ys,) = infer_shape("MaxPool", [("x", (1, 2, 34, 34))], attrs)
     assert ys == (1, 2, 17, 17)
@@ -318,7 +324,8 @@ def test_resize_modes_and_onnx_shape():
     c = cost("Resize", [(1, 3, 10, 10), None, (4,)], [ys], {"mode": "linear"})
     assert (c.non_mac_ops, c.kind) == (8400, "elementwise")
     # cubic: 16 taps -> 31 per output -> 37200
-    assert cost("Resize", [(1, 3, 10, 10), None, (4,)], [ys], {"mode": "cubic"}).non_mac_ops == 37200
+    c = cost("Resize", [(1, 3, 10, 10), None, (4,)], [ys], {"mode": "cubic"})
+    assert c.non_mac_ops == 37200
     # nearest (default): data movement, 0 ops
     c = cost("Resize", [(1, 3, 10, 10), None, (4,)], [ys])
     assert (c.non_mac_ops, c.kind) == (0, "data")
@@ -437,7 +444,8 @@ def test_qlinear_conv():
     c = cost("QLinearConv", ins, [(1, 16, 32, 32)], {"pads": [1, 1, 1, 1]})
     assert (c.macs, c.non_mac_ops) == (442368, 65536)
     assert c.layer_class == "conv3x3" and c.winograd_candidate
-    c = cost("ConvInteger", [(1, 3, 32, 32), (16, 3, 3, 3)], [(1, 16, 32, 32)], {"pads": [1, 1, 1, 1]})
+    c = cost("ConvInteger", [(1, 3, 32, 32), (16, 3, 3, 3)], [(1, 16, 32, 32)],
+             {"pads": [1, 1, 1, 1]})
     assert (c.macs, c.non_mac_ops) == (442368, 0) and c.winograd_candidate
 
 
@@ -466,7 +474,8 @@ def test_ms_attention():
     c = cost("Attention", [(2, 8, 64), (64, 192), (192,)], [(2, 8, 64)], {"num_heads": 4}, MS)
     assert (c.macs, c.non_mac_ops, c.layer_class) == (212992, 6144, "gemm")
     # with a mask: + 512 -> 6656
-    c = cost("Attention", [(2, 8, 64), (64, 192), (192,), (2, 8)], [(2, 8, 64)], {"num_heads": 4}, MS)
+    c = cost("Attention", [(2, 8, 64), (64, 192), (192,), (2, 8)], [(2, 8, 64)],
+             {"num_heads": 4}, MS)
     assert c.non_mac_ops == 6656
 
 
@@ -524,6 +533,114 @@ def test_fused_matmul_and_gelus():
     assert cost("BiasGelu", [(4, 8), (8,)], [(4, 8)], {}, MS).non_mac_ops == 32 * 6
     assert cost("QuickGelu", [(4, 8)], [(4, 8)], {}, MS).non_mac_ops == 32 * 5
     assert cost("BiasAdd", [(4, 8), (8,), (4, 8)], [(4, 8)], {}, MS).non_mac_ops == 32 * 2
+
+
+def test_group_query_attention():
+    # query (2,8,64), key/value (2,8,32), past_key (2,2,4,16); 4 query heads, 2 kv heads
+    # H = 64/4 = 16, L = 8 + 4 = 12 (present_key (2,2,12,16)); scores = 2*4*8*12 = 768
+    # MACs = 768 * (16 + 16) = 24576; non-MAC = 768 * (1 scale + 5 softmax + 1 causal mask) = 5376
+    ins = [(2, 8, 64), (2, 8, 32), (2, 8, 32), (2, 2, 4, 16), (2, 2, 4, 16)]
+    attrs = {"num_heads": 4, "kv_num_heads": 2}
+    c = cost("GroupQueryAttention", ins, [(2, 8, 64), (2, 2, 12, 16)], attrs, MS)
+    assert (c.macs, c.non_mac_ops) == (24576, 5376)
+    c = cost("GroupQueryAttention", ins, [UNKNOWN, UNKNOWN], attrs, MS)  # L from past + S
+    assert (c.macs, c.non_mac_ops) == (24576, 5376)
+
+
+def test_embed_layer_norm_output_from_inputs():
+    # input_ids (2,8), word_embedding (100,64) -> output (2,8,64) = 1024 elems
+    # per elem: position add 1 + segment add 1 + LN 6 + beta 1 = 9 -> 9216; rows 16 * 4 = 64
+    ins = [(2, 8), (2, 8), (100, 64), (16, 64), (2, 64), (64,), (64,)]
+    assert cost("EmbedLayerNormalization", ins, [UNKNOWN], {}, MS).non_mac_ops == 9280
+
+
+def test_ms_quantized_and_nbits():
+    # QLinearAdd (2,3,4) + (4,), scalar scales: 24 outputs * 8 = 192 (output shape unknown)
+    ins = [(2, 3, 4), (), (), (4,), (), (), (), ()]
+    assert cost("QLinearAdd", ins, [UNKNOWN], {}, MS).non_mac_ops == 192
+    # MatMulNBits A (2,8,64), K=64, N=32: MACs = 16*32*64 = 32768; weight dequant 32*64*2 = 4096
+    c = cost("MatMulNBits", [(2, 8, 64), (32, 2, 16), (64,)], [(2, 8, 32)],
+             {"K": 64, "N": 32, "bits": 4, "block_size": 32}, MS)
+    assert (c.macs, c.non_mac_ops) == (32768, 4096)
+    # QLinearConcat of (1,4,8) and (1,6,8): (32 + 48) * 3 requantize = 240
+    ins = [(), (), (1, 4, 8), (), (), (1, 6, 8), (), ()]
+    assert cost("QLinearConcat", ins, [UNKNOWN], {"axis": 1}, MS).non_mac_ops == 240
+    # NhwcMaxPool x (1,16,16,8), 2x2 s2 -> (1,8,8,8) = 512 outputs * 3 compares = 1536
+    assert cost("NhwcMaxPool", [(1, 16, 16, 8)], [UNKNOWN],
+                {"kernel_shape": [2, 2], "strides": [2, 2]}, MS).non_mac_ops == 1536
+
+
+def test_rotary_swiglu_lrn_deformconv():
+    # RotaryEmbedding X (2,4,8,16), cos_cache (8,4): rot_dim 8 of 16; 2*4*8 rows * 8 * 3 = 1536
+    c = cost("RotaryEmbedding", [(2, 4, 8, 16), (8, 4), (8, 4)], [(2, 4, 8, 16)])
+    assert c.non_mac_ops == 1536
+    # SwiGLU (4,8): Swish 5 + multiply 1 = 6 per element -> 192; Swish: 160
+    assert cost("SwiGLU", [(4, 8), (4, 8)], [(4, 8)]).non_mac_ops == 192
+    assert cost("Swish", [(4, 8)], [(4, 8)]).non_mac_ops == 160
+    # LRN size 5 on (1,8,4,4) = 128 elems * (5 + 5) = 1280
+    assert cost("LRN", [(1, 8, 4, 4)], [(1, 8, 4, 4)], {"size": 5}).non_mac_ops == 1280
+    # DeformConv X (1,4,8,8), W (8,4,3,3) -> (1,8,6,6): MACs = 8*36 * 4*9 = 10368;
+    # bilinear samples = 1*4*9*36 = 1296 * 7 = 9072
+    c = cost("DeformConv", [(1, 4, 8, 8), (8, 4, 3, 3), (1, 18, 6, 6)], [(1, 8, 6, 6)])
+    assert (c.macs, c.non_mac_ops) == (10368, 9072)
+
+
+def test_ms_fused_contractions():
+    # FusedGemm A (4,16) B (16,8) C (8,) + Relu: MACs 4*8*16 = 512; 32 * (C add 1 + Relu 1) = 64
+    c = cost("FusedGemm", [(4, 16), (16, 8), (8,)], [(4, 8)], {"activation": "Relu"}, MS)
+    assert (c.macs, c.non_mac_ops) == (512, 64)
+    # QGemm (A at 0, B at 3, C at 6, y_scale at 7): 512 MACs; 32 * (scale 1 + C 1 + requant 3)
+    ins = [(4, 16), (), (), (16, 8), (), (), (8,), (), ()]
+    assert (cost("QGemm", ins, [(4, 8)], {}, MS).non_mac_ops) == 160
+    # DynamicQuantizeMatMul with bias: 512 MACs; A 64 * 5 + 32 * (dequant 1 + bias 1) = 384
+    c = cost("DynamicQuantizeMatMul", [(4, 16), (16, 8), (), (), (8,)], [(4, 8)], {}, MS)
+    assert (c.macs, c.non_mac_ops) == (512, 384)
+    # MatMulIntegerToFloat: 512 MACs, 32 scalings
+    c = cost("MatMulIntegerToFloat", [(4, 16), (16, 8), (), ()], [(4, 8)], {}, MS)
+    assert (c.macs, c.non_mac_ops) == (512, 32)
+    # GemmFastGelu with bias: 512 MACs, 32 * (1 + 9) = 320
+    c = cost("GemmFastGelu", [(4, 16), (16, 8), (8,)], [(4, 8)], {}, MS)
+    assert (c.macs, c.non_mac_ops) == (512, 320)
+    # QAttention = Attention counts (212992 MACs) + dequantize of the projection (3072 ops):
+    # bias 3072 + dequant 3072 + scores 512 * 6 = 3072 -> 9216
+    c = cost("QAttention", [(2, 8, 64), (64, 192), (192,), (), ()], [(2, 8, 64)],
+             {"num_heads": 4}, MS)
+    assert (c.macs, c.non_mac_ops) == (212992, 9216)
+    # NCHWc Conv with bias and Relu: X (1,16,8,8), W (32,16,3,3), pads 1:
+    # MACs = 32*64 * 16*9 = 294912; 2048 outputs * (bias 1 + Relu 1) = 4096
+    c = cost("Conv", [(1, 16, 8, 8), (32, 16, 3, 3), (32,)], [UNKNOWN],
+             {"pads": [1, 1, 1, 1], "activation": "Relu"}, "com.microsoft.nchwc")
+    assert (c.macs, c.non_mac_ops, c.winograd_candidate) == (294912, 4096, True)
+
+
+def test_ms_norms_pools_misc():
+    # SkipSimplifiedLayerNormalization (2,8,64) + bias: 1024 * (1 + 1 + 4) + 16 rows * 3 = 6192
+    ins = [(2, 8, 64), (2, 8, 64), (64,), (64,)]
+    assert cost("SkipSimplifiedLayerNormalization", ins, [(2, 8, 64)], {}, MS).non_mac_ops == 6192
+    # GroupNorm NHWC (1,4,4,8), 2 groups, Swish: 128 * (7 + 5) + 1*2 * 4 = 1544
+    assert cost("GroupNorm", [(1, 4, 4, 8), (8,), (8,)], [(1, 4, 4, 8)],
+                {"groups": 2, "activation": 1}, MS).non_mac_ops == 1544
+    # QLinearGlobalAveragePool (1,8,4,4): 128 adds + 8 * 3 requantize = 152
+    assert cost("QLinearGlobalAveragePool", [(1, 8, 4, 4), (), (), (), ()], [(1, 8, 1, 1)],
+                {}, MS).non_mac_ops == 152
+    # QLinearAveragePool 2x2 s2 on (1,8,4,4) -> (1,8,2,2) = 32 * (4 + 3) = 224
+    assert cost("QLinearAveragePool", [(1, 8, 4, 4), (), (), (), ()], [UNKNOWN],
+                {"kernel_shape": [2, 2], "strides": [2, 2]}, MS).non_mac_ops == 224
+    # BiasSplitGelu X (2,16,32) -> (2,16,16) = 512 outputs * 8 = 4096
+    assert cost("BiasSplitGelu", [(2, 16, 32), (32,)], [UNKNOWN], {}, MS).non_mac_ops == 4096
+    # Inverse (3,4,4): 3 * 4^3 = 192 MACs, 3 * 16 = 48 divisions
+    c = cost("Inverse", [(3, 4, 4)], [(3, 4, 4)], {}, MS)
+    assert (c.macs, c.non_mac_ops) == (192, 48)
+    # CDist euclidean A (5,3) B (4,3): 60 MACs; 60 subtractions + 20 sqrt = 80
+    c = cost("CDist", [(5, 3), (4, 3)], [(5, 4)], {"metric": "euclidean"}, MS)
+    assert (c.macs, c.non_mac_ops) == (60, 80)
+
+
+def test_ms_registrations_exist_in_onnxruntime():
+    ort_state = pytest.importorskip("onnxruntime.capi.onnxruntime_pybind11_state")
+    known = {(s.domain, s.name) for s in ort_state.get_all_operator_schema()}
+    ours = [k for k in registered() if k[0] == MS]
+    assert ours and not [k for k in ours if k not in known]
 
 
 def test_spectral():
@@ -615,3 +732,102 @@ def test_every_cost_function_documents_its_formula():
 def test_package_import_registers_everything():
     assert ops.lookup("Conv") is not None
     assert len(registered()) > 200
+
+
+# ------------------------------------------- every cost function on ONNX's own node tests
+
+
+def _onnx_node_cases():
+    """(case name, OpContext, inferred model) for each single-node test case shipped with onnx
+    whose op has a cost function; shapes from onnx.shape_inference."""
+    import warnings
+
+    from onnx import numpy_helper
+    from onnx.backend.test.case import node as node_cases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = node_cases.collect_testcases(None)
+    out = []
+    for case in cases:
+        model = case.model
+        if model is None or len(model.graph.node) != 1:
+            continue
+        n = model.graph.node[0]
+        if lookup(n.op_type, n.domain) is None:
+            continue
+        try:
+            model = onnx.shape_inference.infer_shapes(model)
+        except Exception:  # a few cases are not inferable; their declared shapes remain
+            pass
+        infos = {}
+        g = model.graph
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            tt = vi.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+            shape = None if (not tt.HasField("shape") or None in dims) else tuple(dims)
+            infos[vi.name] = TensorInfo(vi.name, shape, "float32")
+        attrs = {}
+        for a in n.attribute:
+            v = helper.get_attribute_value(a)
+            if isinstance(v, bytes):
+                v = v.decode()
+            elif isinstance(v, list):
+                v = tuple(x.decode() if isinstance(x, bytes) else x for x in v)
+            elif isinstance(v, onnx.TensorProto):
+                v = numpy_helper.to_array(v)
+            attrs[a.name] = v
+        node = Node(n.name or n.op_type, n.op_type, n.domain, tuple(n.input), tuple(n.output),
+                    attrs)
+        ctx = OpContext(node, tuple(infos.get(i) if i else None for i in n.input),
+                        tuple(infos.get(o) for o in n.output), tuple(False for _ in n.input))
+        out.append((case.name, ctx))
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_node_cases():
+    return _onnx_node_cases()
+
+
+def test_cost_functions_run_on_onnx_node_test_cases(onnx_node_cases):
+    assert len(onnx_node_cases) > 1000
+    problems = []
+    for name, ctx in onnx_node_cases:
+        try:
+            c = lookup(ctx.node.op_type, ctx.node.domain)(ctx)
+        except Exception as exc:  # ShapeUnknown included: all these shapes are known
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        if not (isinstance(c.macs, int) and isinstance(c.non_mac_ops, int)
+                and c.macs >= 0 and c.non_mac_ops >= 0
+                and c.kind in KINDS and c.layer_class in LAYER_CLASSES):
+            problems.append(f"{name}: bad OpCost {c}")
+    assert not problems, problems
+
+
+def test_conv_and_matmul_macs_agree_with_onnx_inferred_outputs(onnx_node_cases):
+    # Independent form of the same count: Conv MACs = out_elems * prod(W.shape[1:]),
+    # MatMul MACs = out_elems * K, with out_elems from onnx's shape inference.
+    checked = 0
+    for name, ctx in onnx_node_cases:
+        op = ctx.node.op_type
+        if op == "Conv" and ctx.out_shape(0) and ctx.in_shape(1):
+            expect = ctx.out_elems(0) * int(np.prod(ctx.in_shape(1)[1:]))
+        elif op == "MatMul" and ctx.out_shape(0) is not None:
+            expect = ctx.out_elems(0) * ctx.in_shape(0)[-1]
+        else:
+            continue
+        assert lookup(op)(ctx).macs == expect, name
+        checked += 1
+    assert checked >= 10
+
+
+def test_malformed_node_becomes_shape_unknown_not_a_crash():
+    # A 2-D "MatMul" operand of rank 0 and an Attention query of the wrong rank: the registry's
+    # guard turns the IndexError/ValueError into a ShapeUnknown subclass naming the node.
+    from estimator.ops.base import CostInputError
+    with pytest.raises(CostInputError, match="MatMul node 'MatMul_0'"):
+        cost("MatMul", [(), (3, 4)])
+    with pytest.raises(ShapeUnknown):
+        cost("Attention", [(2, 8), (64, 192)], [UNKNOWN], {"num_heads": 4}, MS)

@@ -19,6 +19,7 @@ unsupported in every report.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -26,7 +27,8 @@ from ..graph import Node, TensorInfo, elems_of
 
 # Layer kinds. "contraction" layers do MACs; "elementwise"/"norm"/"pool"/"reduce" do non-MAC
 # arithmetic; "data" moves bytes; "view" changes only metadata.
-KINDS = ("contraction", "elementwise", "norm", "pool", "reduce", "data", "view", "quant", "rnn")
+KINDS = ("contraction", "elementwise", "norm", "pool", "reduce", "data", "view", "quant", "rnn",
+         "unknown")  # unknown: unsupported or uncosted layers (never counted as zero)
 
 # Layer classes used by calibration (a compute efficiency per class).
 LAYER_CLASSES = ("conv3x3", "conv1x1", "conv_other", "depthwise", "gemm", "elementwise", "other")
@@ -99,7 +101,7 @@ def register(*op_types: str, domain: str = "") -> Callable[[CostFn], CostFn]:
             key = (_norm_domain(domain), op)
             if key in _REGISTRY:
                 raise RuntimeError(f"cost function for {domain or 'ai.onnx'}::{op} registered twice")
-            _REGISTRY[key] = fn
+            _REGISTRY[key] = _guarded(fn)
         return fn
 
     return deco
@@ -137,7 +139,9 @@ CONTROL_INPUTS: Mapping[str, frozenset[int]] = {
     "ReverseSequence": frozenset({1}), "Compress": frozenset({1}), "LSTM": frozenset({4}),
     "GRU": frozenset({4}), "RNN": frozenset({4}), "Dropout": frozenset({1, 2}),
     "Shape": frozenset({0}), "Size": frozenset({0}), "CenterCropPad": frozenset({1}),
-    "DFT": frozenset({1, 2}), "STFT": frozenset({1, 2, 3}), "Mod": frozenset(),
+    "DFT": frozenset({1, 2}), "STFT": frozenset({1, 2, 3}), "ScatterElements": frozenset({1}),
+    "Col2Im": frozenset({1, 2}), "AffineGrid": frozenset({1}), "CumProd": frozenset({1}),
+    "RoiAlign": frozenset({1, 2}), "MaxRoiPool": frozenset({1}),
 }
 
 # Ops that are free on purpose: they change metadata only (no arithmetic, no data movement in
@@ -223,3 +227,28 @@ def attr_str(ctx: OpContext, name: str, default: str) -> str:
     if v is None:
         return default
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class CostInputError(ShapeUnknown):
+    """A cost function met shapes or attributes that do not fit its op (a malformed or
+    mis-inferred node). A ShapeUnknown, so the analyzer reports the node as uncosted instead of
+    crashing; the message names the op, the node, the input shapes and the error."""
+
+
+def _guarded(fn: CostFn) -> CostFn:
+    """`fn`, with its arithmetic and indexing errors turned into CostInputError (registry use)."""
+
+    @functools.wraps(fn)
+    def wrapper(ctx: OpContext) -> OpCost:
+        try:
+            return fn(ctx)
+        except ShapeUnknown:
+            raise
+        except (ArithmeticError, IndexError, KeyError, TypeError, ValueError) as exc:
+            shapes = [None if t is None else t.shape for t in ctx.inputs]
+            raise CostInputError(
+                f"{ctx.node.qualified_type} node {ctx.node.name!r}: shapes or attributes do not "
+                f"fit the op (input shapes {shapes}, attributes {dict(ctx.node.attrs)}): "
+                f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper

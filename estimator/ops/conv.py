@@ -32,7 +32,8 @@ class ConvGeometry:
         return self.out_elems * (self.c_in // self.group) * prod(self.kernel)
 
 
-def conv_geometry(ctx: OpContext, x: int = 0, w: int = 1, channels_last: bool = False) -> ConvGeometry:
+def conv_geometry(ctx: OpContext, x: int = 0, w: int = 1,
+                  channels_last: bool = False) -> ConvGeometry:
     """Read the geometry of a Conv-like node (X at input `x`, W at input `w`).
 
     The output shape comes from the context when known; otherwise it is computed from the
@@ -87,7 +88,8 @@ def winograd_candidate(g: ConvGeometry) -> bool:
             and all(d == 1 for d in g.dilations))
 
 
-def conv_cost(ctx: OpContext, g: ConvGeometry, extra_per_out: int = 0, kind: str = "contraction") -> OpCost:
+def conv_cost(ctx: OpContext, g: ConvGeometry, extra_per_out: int = 0,
+              kind: str = "contraction") -> OpCost:
     """OpCost of a conv with `extra_per_out` non-MAC ops per output element."""
     return OpCost(macs=g.macs, non_mac_ops=g.out_elems * extra_per_out, kind=kind,
                   layer_class=conv_layer_class(g), winograd_candidate=winograd_candidate(g))
@@ -117,7 +119,8 @@ def conv(ctx: OpContext) -> OpCost:
     return conv_cost(ctx, g, 1 if ctx.has_input(2) else 0)
 
 
-def conv_transpose_out_elems(ctx: OpContext, xs: tuple[int, ...], ws: tuple[int, ...] | None) -> int:
+def conv_transpose_out_elems(ctx: OpContext, xs: tuple[int, ...],
+                             ws: tuple[int, ...] | None) -> int:
     """Output elements of a ConvTranspose: from the context, else the ONNX formula
     out = stride * (in - 1) + output_padding + (k - 1) * dilation + 1 - pad_begin - pad_end
     (or the output_shape attribute)."""
@@ -152,8 +155,9 @@ def conv_transpose(ctx: OpContext) -> OpCost:
     (each input element is scattered through C_out/group kernels);
     non_mac_ops = out_elems if a bias is given.
 
-    W is (C_in, C_out/group, k...). Layer class: depthwise if group == C_in > 1, else
-    conv_other (transposed convs never take the conv1x1/conv3x3 or Winograd paths here).
+    W is (C_in, C_out/group, k...). Layer class: depthwise if group == C_in > 1, conv1x1 if
+    every kernel dim is 1 and group 1, else conv_other (a transposed 3x3 runs as GEMM + col2im,
+    not the direct 3x3 path, and is never a Winograd candidate here).
     """
     xs = need(ctx.in_shape(0), "ConvTranspose: input X shape")
     ws = ctx.in_shape(1)
@@ -168,7 +172,13 @@ def conv_transpose(ctx: OpContext) -> OpCost:
         per_in = (ys[1] // group) * prod(kernel[-rank:])
     macs = prod(xs) * per_in
     bias = conv_transpose_out_elems(ctx, xs, ws) if ctx.has_input(2) else 0
-    cls = "depthwise" if (group > 1 and group == xs[1]) else "conv_other"
+    kernel = tuple(ctx.attr("kernel_shape", ws[2:] if ws is not None else ()))
+    if group > 1 and group == xs[1]:
+        cls = "depthwise"
+    elif group == 1 and kernel and all(int(k) == 1 for k in kernel):
+        cls = "conv1x1"           # a plain GEMM, transposed or not
+    else:
+        cls = "conv_other"
     return OpCost(macs=macs, non_mac_ops=bias, kind="contraction", layer_class=cls)
 
 
@@ -208,6 +218,7 @@ def causal_conv_with_state(ctx: OpContext) -> OpCost:
     k = ws[-1]
     out = prod(xs)
     act = attr_str(ctx, "activation", "none")
-    per = (1 if ctx.has_input(2) else 0) + (per_element_ops("Swish") if act.lower() in ("silu", "swish") else 0)
+    swish = act.lower() in ("silu", "swish")
+    per = (1 if ctx.has_input(2) else 0) + (per_element_ops("Swish") if swish else 0)
     return OpCost(macs=out * k, non_mac_ops=out * per, kind="contraction", layer_class="depthwise")
 

@@ -156,7 +156,8 @@ def einsum(ctx: OpContext) -> OpCost:
     if n_ops >= 2 and summed:
         return OpCost(macs=(n_ops - 1) * total, kind="contraction", layer_class="gemm")
     if n_ops >= 2:
-        return OpCost(non_mac_ops=(n_ops - 1) * total, kind="elementwise", layer_class="elementwise")
+        return OpCost(non_mac_ops=(n_ops - 1) * total, kind="elementwise",
+                      layer_class="elementwise")
     if summed:
         return OpCost(non_mac_ops=total, kind="reduce", layer_class="elementwise")
     return OpCost(kind="data", layer_class="elementwise")

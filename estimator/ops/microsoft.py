@@ -7,15 +7,16 @@ non-MAC ops per element, with the per-element counts of elementwise.py.
 
 from __future__ import annotations
 
+from . import data, rnn  # noqa: F401  (register the default-domain ops reused below)
 from .attention import rotary_ops, sdpa_cost
-from .base import (OpContext, OpCost, attr_str, lookup, need, out_elems_broadcast, prod,
-                   register)
+from .base import (OpContext, OpCost, ShapeUnknown, attr_str, conv_output_spatial, lookup, need,
+                   out_elems_broadcast, prod, register)
 from .conv import BILINEAR_OPS, activation_ops, conv_cost, conv_geometry
 from .elementwise import GELU_ERF_OPS, GELU_TANH_OPS, PER_ELEMENT
 from .linalg import gemm_counts, matmul_macs
 from .norm import (MEAN_VAR_NORM_PER_ELEM, MEAN_VAR_NORM_PER_ROW, RMS_NORM_PER_ELEM,
                    RMS_NORM_PER_ROW, SOFTMAX_PER_ELEM)
-from .pool import average_pool, global_average_pool, global_max_pool, max_pool
+from .pool import average_pool, global_average_pool, global_max_pool, max_pool, pool_out_elems
 from .quant import DYNAMIC_QUANTIZE_OPS, REQUANT_OPS
 from .resize import resize
 
@@ -258,7 +259,8 @@ def skip_layer_norm(ctx: OpContext) -> OpCost:
     skip add, bias add (input 4), then LayerNormalization (beta at input 3)."""
     s = need(ctx.in_shape(0), "SkipLayerNormalization: input shape")
     n = prod(s)
-    per = 1 + (1 if ctx.has_input(4) else 0) + MEAN_VAR_NORM_PER_ELEM + (1 if ctx.has_input(3) else 0)
+    per = (1 + (1 if ctx.has_input(4) else 0) + MEAN_VAR_NORM_PER_ELEM
+           + (1 if ctx.has_input(3) else 0))
     return _norm(n * per + n // s[-1] * MEAN_VAR_NORM_PER_ROW)
 
 
@@ -275,8 +277,13 @@ def skip_simplified_layer_norm(ctx: OpContext) -> OpCost:
 def embed_layer_norm(ctx: OpContext) -> OpCost:
     """non_mac_ops = out_elems * (1 + [segment] + 7) + rows * 4: word + position embedding
     add, + segment embedding (input 4), LayerNormalization with beta; the gathers are data
-    movement and the mask_index reduction is ignored. Output (B, S, hidden)."""
-    ys = need(ctx.out_shape(0), "EmbedLayerNormalization: output shape")
+    movement and the mask_index reduction is ignored. Output (B, S, hidden), or input_ids
+    (B, S) and word_embedding (vocab, hidden) when the output shape is unknown."""
+    ys = ctx.out_shape(0)
+    if ys is None:
+        ids = need(ctx.in_shape(0), "EmbedLayerNormalization: input_ids shape")
+        emb = need(ctx.in_shape(2), "EmbedLayerNormalization: word_embedding shape")
+        ys = tuple(ids) + (emb[-1],)
     n = prod(ys)
     per = 1 + (1 if ctx.has_input(4) else 0) + MEAN_VAR_NORM_PER_ELEM + 1
     return _norm(n * per + n // ys[-1] * MEAN_VAR_NORM_PER_ROW)
@@ -312,7 +319,7 @@ def fast_gelu(ctx: OpContext) -> OpCost:
 def bias_split_gelu(ctx: OpContext) -> OpCost:
     """non_mac_ops = out_elems * 8: both halves get a bias add (2), erf Gelu on one (5), then the
     product (1). Output (N, HW, D) from input (N, HW, 2D)."""
-    n = prod(need(ctx.out_shape(0), "BiasSplitGelu: output shape"))
+    n = prod(need(ctx.in_shape(0), "BiasSplitGelu: input shape")) // 2
     return _ew(n * (2 + GELU_ERF_OPS + 1))
 
 
@@ -341,8 +348,11 @@ def qlinear_global_average_pool(ctx: OpContext) -> OpCost:
 @register("QLinearAveragePool", domain=MS)
 def qlinear_average_pool(ctx: OpContext) -> OpCost:
     """non_mac_ops = out_elems * (K + 3): AveragePool (K) then requantize (3)."""
-    k = prod(need(ctx.attr("kernel_shape"), "QLinearAveragePool: kernel_shape"))
-    n = prod(need(ctx.out_shape(0), "QLinearAveragePool: output shape"))
+    kernel = tuple(need(ctx.attr("kernel_shape"), "QLinearAveragePool: kernel_shape"))
+    k = prod(kernel)
+    if ctx.out_shape(0) is None and int(ctx.attr("channels_last", 0)):
+        raise ShapeUnknown("QLinearAveragePool: output shape (channels_last)")
+    n = pool_out_elems(ctx, kernel)
     return OpCost(non_mac_ops=n * (k + REQUANT_OPS), kind="pool", layer_class="elementwise")
 
 
@@ -350,15 +360,33 @@ def qlinear_average_pool(ctx: OpContext) -> OpCost:
 def qlinear_concat(ctx: OpContext) -> OpCost:
     """non_mac_ops = out_elems * 3 (each input requantized to the output scale; inputs already
     at the output scale are plain copies, not detected here)."""
-    n = prod(need(ctx.out_shape(0), "QLinearConcat: output shape"))
+    ys = ctx.out_shape(0)
+    if ys is not None:
+        n = prod(ys)
+    else:   # inputs: Y_scale, Y_zero_point, then (X, X_scale, X_zero_point) triples
+        n = sum(prod(need(ctx.in_shape(i), "QLinearConcat: input shape"))
+                for i in range(2, len(ctx.node.inputs), 3))
     return OpCost(non_mac_ops=n * REQUANT_OPS, kind="quant", layer_class="elementwise")
 
 
 @register("NhwcMaxPool", domain=MS)
 def nhwc_max_pool(ctx: OpContext) -> OpCost:
-    """non_mac_ops = out_elems * (K - 1) compares (channels-last MaxPool)."""
-    k = prod(need(ctx.attr("kernel_shape"), "NhwcMaxPool: kernel_shape"))
-    n = prod(need(ctx.out_shape(0), "NhwcMaxPool: output shape"))
+    """non_mac_ops = out_elems * (K - 1) compares (channels-last MaxPool; output shape from the
+    context, else from the pooling rules on the (N, spatial..., C) input)."""
+    kernel = tuple(int(v) for v in need(ctx.attr("kernel_shape"), "NhwcMaxPool: kernel_shape"))
+    k = prod(kernel)
+    ys = ctx.out_shape(0)
+    if ys is not None:
+        n = prod(ys)
+    else:
+        xs = need(ctx.in_shape(0), "NhwcMaxPool: input shape")
+        r = len(kernel)
+        sp = conv_output_spatial(xs[1:-1], kernel, tuple(ctx.attr("strides", (1,) * r)),
+                                 tuple(ctx.attr("dilations", (1,) * r)),
+                                 tuple(ctx.attr("pads", (0,) * (2 * r))),
+                                 attr_str(ctx, "auto_pad", "NOTSET"),
+                                 bool(ctx.attr("ceil_mode", 0)))
+        n = xs[0] * xs[-1] * prod(sp)
     return OpCost(non_mac_ops=n * (k - 1), kind="pool", layer_class="elementwise")
 
 
@@ -380,18 +408,21 @@ def nchwc_reorder(ctx: OpContext) -> OpCost:
 
 # ------------------------------------------------- com.microsoft forms of other ops, and more
 
-def _reuse(op: str, domain: str = "") -> None:
-    """Register the default-domain cost function of `op` for the com.microsoft op of the same
-    name (onnxruntime's contrib versions take the same inputs in the same order)."""
-    register(op, domain=MS)(lookup(op, domain))
+def _default(op: str):
+    """The default-domain cost function of `op` (its module is imported above)."""
+    fn = lookup(op)
+    if fn is None:
+        raise RuntimeError(f"{op} must be registered before microsoft.py reuses it")
+    return fn
 
 
+# onnxruntime's contrib versions of these take the same inputs in the same order.
 for _op in ("QLinearConv", "Trilu", "Range", "Unique", "GridSample", "Pad", "GatherND"):
-    _reuse(_op)
-register("ConvTransposeWithDynamicPads", domain=MS)(lookup("ConvTranspose"))
+    register(_op, domain=MS)(_default(_op))
+register("ConvTransposeWithDynamicPads", domain=MS)(_default("ConvTranspose"))
 register("MaxpoolWithMask", domain=MS)(max_pool)
-register("DynamicQuantizeLSTM", domain=MS)(lookup("LSTM"))
-register("MatMulInteger16", domain=MS)(lookup("MatMulInteger"))
+register("DynamicQuantizeLSTM", domain=MS)(_default("LSTM"))
+register("MatMulInteger16", domain=MS)(_default("MatMulInteger"))
 register("MatMulBnb4", domain=MS)(matmul_nbits)
 
 

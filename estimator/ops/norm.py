@@ -75,8 +75,7 @@ def group_norm(ctx: OpContext) -> OpCost:
 
 
 @register("RMSNormalization")
-@register("SimplifiedLayerNormalization")
-@register("SimplifiedLayerNormalization", domain="com.microsoft")
+@register("SimplifiedLayerNormalization")   # onnxruntime registers it in the default domain
 def rms_norm(ctx: OpContext) -> OpCost:
     """non_mac_ops = elems * 4 + rows * 3, rows = prod(X.shape[:axis]).
 

@@ -60,7 +60,8 @@ def grid_sample(ctx: OpContext) -> OpCost:
     mode = _mode(ctx, "linear")
     per = 0 if mode == "nearest" else (2 * (4 ** r if "cubic" in mode else 2 ** r) - 1)
     coords = ys[0] * prod(ys[2:]) * 2 * r
-    return OpCost(non_mac_ops=prod(ys) * per + coords, kind="elementwise", layer_class="elementwise")
+    return OpCost(non_mac_ops=prod(ys) * per + coords, kind="elementwise",
+                  layer_class="elementwise")
 
 
 @register("AffineGrid")
