@@ -24,7 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from . import ops as _ops  # noqa: F401  (registers every cost function)
-from .graph import FLOAT_DTYPES, PRECISION_BYTES, Graph, TensorInfo
+from .graph import DTYPE_BYTES, FLOAT_DTYPES, PRECISION_BYTES, Graph, TensorInfo
 from .ops.base import CONTROL_INPUTS, FREE_OPS, OpContext, OpCost, ShapeUnknown, lookup
 
 # Dtypes through which a constant's stored dtype is traced back (weights stored int8 and
@@ -158,35 +158,43 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
         out_infos = tuple(tensors.get(x) if x else None for x in node.outputs)
         const_flags = tuple(bool(x) and x in is_const for x in node.inputs)
 
-        # parameters: constant, non-control inputs, owned by their first consumer
-        params = 0
-        wbytes = 0.0
-        wfloat = 0
-        wother = 0.0
+        # one pass over the inputs: parameters (constant, non-control, owned by their first
+        # consumer) and activations read
+        params = wfloat = in_elems = in_float = 0
+        wbytes = wother = in_bytes = 0.0
+        act_in: list[str] = []
         for i, x in enumerate(node.inputs):
-            if not x or not const_flags[i] or i in control or x in weight_owner:
+            if not x:
                 continue
-            t = tensors.get(x)
-            if t is None or t.elems is None or t.elems <= 1:
-                continue  # scalar constants (GELU's 0.5, a 1/sqrt(d) scale) are not parameters
-            weight_owner.add(x)
-            params += t.elems
-            sd = _stored_dtype(graph, x, producers)
-            t_stored = TensorInfo(x, t.shape, sd)
-            b = float(t_stored.bytes_at(None) or 0)
-            wbytes += b
-            if sd in FLOAT_DTYPES:
-                wfloat += t.elems
-            else:
-                wother += b
-        act_in = [(x, t) for x, t, c in zip(node.inputs, in_infos, const_flags) if x and not c and x not in graph.constants]
-        act_out = [(x, t) for x, t in zip(node.outputs, out_infos) if x]
-        in_elems = sum((t.elems or 0) for _, t in act_in if t is not None)
-        in_float = sum((t.elems or 0) for _, t in act_in if t is not None and t.dtype in FLOAT_DTYPES)
-        in_bytes = sum(_tensor_bytes(t, None) for _, t in act_in)
-        out_elems = sum((t.elems or 0) for _, t in act_out if t is not None)
-        out_float = sum((t.elems or 0) for _, t in act_out if t is not None and t.dtype in FLOAT_DTYPES)
-        out_bytes = sum(_tensor_bytes(t, None) for _, t in act_out)
+            t = in_infos[i]
+            if const_flags[i]:
+                if i in control or x in weight_owner or t is None or t.elems is None or t.elems <= 1:
+                    continue  # scalar constants (GELU's 0.5, a 1/sqrt(d) scale) are not parameters
+                weight_owner.add(x)
+                params += t.elems
+                sd = _stored_dtype(graph, x, producers) if x in producers else t.dtype
+                b = t.elems * DTYPE_BYTES.get(sd, 4)
+                wbytes += b
+                if sd in FLOAT_DTYPES:
+                    wfloat += t.elems
+                else:
+                    wother += b
+                continue
+            act_in.append(x)
+            if t is not None and t.elems is not None:
+                in_elems += t.elems
+                in_bytes += t.elems * t.itemsize
+                if t.dtype in FLOAT_DTYPES:
+                    in_float += t.elems
+        out_elems = out_float = 0
+        out_bytes = 0.0
+        act_out = [x for x in node.outputs if x]
+        for t in out_infos:
+            if t is not None and t.elems is not None:
+                out_elems += t.elems
+                out_bytes += t.elems * t.itemsize
+                if t.dtype in FLOAT_DTYPES:
+                    out_float += t.elems
         out_shape = out_infos[0].shape if out_infos and out_infos[0] is not None else None
 
         status, note = "ok", ""
@@ -217,7 +225,7 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
             output_elems=int(out_elems), output_bytes=out_bytes, output_float_elems=int(out_float),
             output_shape=out_shape, winograd_candidate=bool(cost.winograd_candidate),
             status=status, note=note, map_k=mk, map_n=mn,
-            inputs=tuple(x for x, _ in act_in), outputs=tuple(x for x, _ in act_out)))
+            inputs=tuple(act_in), outputs=tuple(act_out)))
 
     # activation tensors: graph inputs and every layer output
     act_names: list[str] = list(graph.inputs)

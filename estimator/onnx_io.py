@@ -145,24 +145,26 @@ def _node_names(nodes: Iterable[onnx.NodeProto]) -> list[str]:
     return out
 
 
-def _topo_order(src: str, nodes: list[onnx.NodeProto], names: list[str], available: set[str]) -> list[int]:
-    """Indices of nodes in a topological order; errors for undefined inputs and cycles."""
+def _topo_order(src: str, nodes: list[tuple], names: list[str], available: set[str]) -> list[int]:
+    """Indices of nodes (op_type, domain, inputs, outputs) in a topological order; errors for
+    undefined inputs and cycles."""
     producer: dict[str, int] = {}
     for i, n in enumerate(nodes):
-        for o in n.output:
+        for o in n[3]:
             if o:
                 producer[o] = i
     indeg = [0] * len(nodes)
     users: list[list[int]] = [[] for _ in nodes]
     for i, n in enumerate(nodes):
         deps = set()
-        for x in n.input:
+        for x in n[2]:
             if not x:
                 continue
-            if x in producer:
-                deps.add(producer[x])
+            d = producer.get(x)
+            if d is not None:
+                deps.add(d)
             elif x not in available:
-                raise UserError(f"{src}: node '{names[i]}' ({n.op_type}) reads '{x}', which no node, input or initializer defines")
+                raise UserError(f"{src}: node '{names[i]}' ({n[0]}) reads '{x}', which no node, input or initializer defines")
         for d in deps:
             users[d].append(i)
         indeg[i] = len(deps)
@@ -371,8 +373,8 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
         n = elems_of(tuple(t.dims)) or 0
         small_int = t.data_type in _INT_TYPES and n <= _SMALL_CONST_ELEMS
         if t.data_location == onnx.TensorProto.EXTERNAL:
-            info = _external_info(t)
-            loc = info.get("location", "")
+            info = None
+            loc = next((e.value for e in t.external_data if e.key == "location"), "")
             if not path:
                 full = None
             elif loc in checked_locations:
@@ -387,7 +389,7 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
                 if small_int:
                     missing_small[t.name] = loc
             elif small_int:
-                arr = _read_external_small(full, t, info)
+                arr = _read_external_small(full, t, _external_info(t))
                 if arr is not None:
                     const_values[t.name] = arr
             # the external reference itself is harmless for shape inference: drop it
@@ -411,8 +413,10 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     real_inputs = [vi for vi in g.input if vi.name not in init_names]
     nodes = list(g.node)
     names = _node_names(nodes)
+    # one pass over the protobuf: (op_type, domain, inputs, outputs) reused by every later pass
+    plain = [(n.op_type, n.domain, tuple(n.input), tuple(n.output)) for n in nodes]
     available = init_names | {vi.name for vi in g.input}
-    order = _topo_order(src, nodes, names, available)
+    order = _topo_order(src, plain, names, available)
 
     # 4. Input dims.
     _apply_overrides(src, real_inputs, batch, dict(input_shapes or {}), resolution, notes)
@@ -427,12 +431,12 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     # 5. Shape inference, completed by evaluating constant/shape subgraphs.
     if model.ir_version < 3:
         model.ir_version = 3
-    infos, const_values, static = _infer_and_complete(src, model, nodes, names, order, init_names,
+    infos, const_values, static = _infer_and_complete(src, model, nodes, plain, order, init_names,
                                                      const_values, opset, notes)
     for k, v in init_info.items():
         infos.setdefault(k, v)
     if missing_small:
-        _check_missing_values(src, nodes, names, infos, missing_small)
+        _check_missing_values(src, plain, names, infos, missing_small)
     for vi in real_inputs:
         infos[vi.name] = TensorInfo(vi.name, tuple(int(d) for d in _dims(vi)),
                                     dtype_name(vi.type.tensor_type.elem_type))
@@ -445,26 +449,28 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     constants = set(init_names)
     const_nodes: set[str] = set()
     for i in order:
-        n = nodes[i]
-        if n.op_type in _RANDOM_OPS or n.op_type in _SUBGRAPH_OPS:
+        op, _, n_in, n_out = plain[i]
+        if op in _RANDOM_OPS or op in _SUBGRAPH_OPS:
             continue
-        ins = [x for x in n.input if x]
-        if n.op_type in _SHAPE_READERS and ins and infos.get(ins[0]) is not None and infos[ins[0]].shape is not None:
+        ins = [x for x in n_in if x]
+        if not all(x in constants or x in static for x in ins):
+            continue  # the common case: a layer reading activations
+        outs = [o for o in n_out if o]
+        if op in _SHAPE_READERS and ins and infos.get(ins[0]) is not None and infos[ins[0]].shape is not None:
             const_nodes.add(names[i])
-            static.update(o for o in n.output if o)
+            static.update(outs)
             continue
-        small = all(_is_small(infos.get(o)) for o in n.output if o)
-        if all(x in constants for x in ins) and (n.op_type in _WEIGHT_DERIVING or small):
+        small = all(_is_small(infos.get(o)) for o in outs)
+        if all(x in constants for x in ins) and (op in _WEIGHT_DERIVING or small):
             const_nodes.add(names[i])
-            constants.update(o for o in n.output if o)
-        elif all(x in constants or x in static for x in ins) and (small or n.op_type in _WEIGHT_DERIVING):
+            constants.update(outs)
+        elif small or op in _WEIGHT_DERIVING:
             const_nodes.add(names[i])
-            static.update(o for o in n.output if o)
+            static.update(outs)
 
     out_nodes = tuple(
-        Node(names[i], nodes[i].op_type, nodes[i].domain if nodes[i].domain != "ai.onnx" else "",
-             tuple(nodes[i].input), tuple(nodes[i].output),
-             {a.name: _attr_value(a) for a in nodes[i].attribute})
+        Node(names[i], plain[i][0], plain[i][1] if plain[i][1] != "ai.onnx" else "", plain[i][2], plain[i][3],
+             {a.name: _attr_value(a) for a in nodes[i].attribute} if len(nodes[i].attribute) else {})
         for i in order)
     return Graph(
         name=name or g.name or os.path.splitext(os.path.basename(path))[0] or "model",
@@ -477,11 +483,11 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
 def _check_missing_values(src, nodes, names, infos, missing_small) -> None:
     """Small integer constants (shape vectors) are needed for shapes: absent data is an error
     when a node that reads one ends up with an unknown output shape."""
-    for n, nm in zip(nodes, names):
-        needed = [x for x in n.input if x in missing_small]
-        if needed and any(o and (o not in infos or infos[o].shape is None) for o in n.output):
+    for (op, _, n_in, n_out), nm in zip(nodes, names):
+        needed = [x for x in n_in if x in missing_small]
+        if needed and any(o and (o not in infos or infos[o].shape is None) for o in n_out):
             x = needed[0]
-            raise UserError(f"{src}: node '{nm}' ({n.op_type}) needs the values of initializer '{x}', whose external "
+            raise UserError(f"{src}: node '{nm}' ({op}) needs the values of initializer '{x}', whose external "
                             f"data file '{missing_small[x]}' is absent; put it next to the model")
 
 
@@ -533,14 +539,14 @@ def _infer(src: str, model: onnx.ModelProto) -> onnx.ModelProto:
         raise UserError(f"{src}: ONNX shape inference failed: {(msg[-1] if msg else type(e).__name__)[:300]}") from None
 
 
-def _infer_and_complete(src, model, nodes, names, order, init_names, const_values, opset, notes):
+def _infer_and_complete(src, model, nodes, plain, order, init_names, const_values, opset, notes):
     """Run shape inference; where shapes stay unknown, evaluate small static subgraphs and retry."""
     inferred = _infer(src, model)
     infos = _collect_infos(inferred)
     static: set[str] = set()
+    all_outputs = [o for p in plain for o in p[3] if o]
     for attempt in range(3):
-        unknown = [i for i in order for o in nodes[i].output if o and (o not in infos or infos[o].shape is None)]
-        if not unknown:
+        if all(o in infos and infos[o].shape is not None for o in all_outputs):
             break
         values = dict(const_values)
         new = {}

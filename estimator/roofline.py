@@ -350,7 +350,10 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> Ra
     util = _util(la.map_k, la.map_n, hw.rows, hw.cols)                   # (C, L)
     eff = hw.compute_eff[:, la.class_idx]                                # (C, L)
     mac_rate = (hw.peak_macs_per_s[:, None] * util * eff)[:, None, :]    # (C, 1, L)
-    compute = b * macs[:, None, :] / mac_rate + b * la.non_mac[None, None, :] / hw.vector_ops_per_s[:, None, None]
+    # the class efficiency scales the vector rate too (docs/hardware-profiles.md: "multiplies the MAC
+    # (and vector) peak"): element-wise layers have no MACs, so this is what calibrates them
+    vec_rate = (hw.vector_ops_per_s[:, None] * eff)[:, None, :]         # (C, 1, L)
+    compute = b * macs[:, None, :] / mac_rate + b * la.non_mac[None, None, :] / vec_rate
     compute = np.where(costed[None, None, :], compute, 0.0)
 
     # residency of activations
