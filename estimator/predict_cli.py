@@ -479,24 +479,23 @@ def sweep_rows(model: str, hw: str, axes: dict[str, list[float]], *, batches: Se
                resolution: tuple[int, int] | None = None) -> list[dict[str, Any]]:
     """Predict `model` over the full grid of `axes` around profile `hw` (one evaluate() call)."""
     grid_pred = sweep(model, hw, axes, batches=batches, precision=precision, winograd=winograd, resolution=resolution)
-    raw, hwa, keys, mesh = grid_pred
+    summ, hwa, keys, mesh = grid_pred
     rows = []
-    lat = raw.latency_s                      # (C, B)
-    dram = raw.dram_bytes.sum(axis=-1)       # (C, B)
-    comp = (raw.time_s * raw.compute_bound).sum(axis=-1) / np.where(lat > 0, lat, 1)
+    lat = summ.latency_s                     # (C, B)
     for c in range(hwa.count):
-        for j, b in enumerate(raw.batches):
+        for j, b in enumerate(summ.batches):
             row = {k: float(mesh[k][c]) for k in keys}
             row.update({"batch": int(b), "latency_s": float(lat[c, j]), "throughput_per_s": float(b / lat[c, j]),
-                        "dram_bytes_per_inference": float(dram[c, j] / b), "compute_bound_fraction": float(comp[c, j]),
-                        "weights_resident": bool(raw.weights_resident[c])})
+                        "dram_bytes_per_inference": float(summ.dram_bytes[c, j] / b),
+                        "compute_bound_fraction": float(summ.compute_bound_fraction[c, j]),
+                        "weights_resident": bool(summ.weights_resident[c]), "sub_batch": int(summ.sub_batch[c, j])})
             rows.append(row)
     return rows
 
 
 def sweep(model: str, hw: str, axes: dict[str, list[float]], *, batches: Sequence[int] = (1,),
           precision: str | None = None, winograd: str | None = None, resolution: tuple[int, int] | None = None):
-    """(RawPrediction over the grid, HwArrays, axis keys, flattened grid values)."""
+    """(GridSummary over the grid, HwArrays, axis keys, flattened grid values)."""
     profile = api.load_profile(hw)
     if precision is None:
         precision = "fp32" if "fp32" in profile.mac_units else profile.precisions[0]
@@ -504,7 +503,7 @@ def sweep(model: str, hw: str, axes: dict[str, list[float]], *, batches: Sequenc
     table = api.analyze(model, batch=1, resolution=resolution, precision=precision)
     la = roofline.LayerArrays.from_table(table)
     hwa = roofline.HwArrays.grid(profile, precision, winograd, **axes)
-    raw = roofline.evaluate(la, hwa, list(batches))
+    summ = roofline.evaluate_summary(la, hwa, list(batches))
     keys = list(axes)
     mesh = dict(zip(keys, (m.reshape(-1) for m in np.meshgrid(*[np.asarray(axes[k], dtype=float) for k in keys], indexing="ij"))))
-    return raw, hwa, keys, mesh
+    return summ, hwa, keys, mesh

@@ -5,7 +5,7 @@ batches (B) and layers (L). A prediction for one profile is C = 1; a design-spac
 10,000 variants is the same code with C = 10,000. Per layer, at batch b:
 
   compute_s = b * MACs' / (peak_MAC/s * utilization * compute_efficiency[class])
-              + b * non_MAC_ops / vector_ops_per_s        (0 when the profile gives no rate)
+              + b * non_MAC_ops / (vector_ops_per_s * compute_efficiency[class])   (0 without a rate)
   memory_s  = DRAM_bytes(b) / (dram_bandwidth * memory_efficiency)
   time_s    = max(compute_s, memory_s) + layer_overhead_s      (views: 0)
   bound     = "compute" if compute_s >= memory_s else "memory"
@@ -85,6 +85,9 @@ class LayerArrays:
     edge_tensor: np.ndarray     # (E,) consumer edges: tensor index
     edge_layer: np.ndarray      # (E,) consumer edges: layer index
     ws_bytes: np.ndarray        # (L,) working set per sample (input + output activation bytes)
+    in_pad: np.ndarray = field(default=None, repr=False)    # (L, k) input tensors of each layer, T = none
+    out_pad: np.ndarray = field(default=None, repr=False)   # (L, k) output tensors of each layer, T = none
+    cons_pad: np.ndarray = field(default=None, repr=False)  # (T, k) consumer layers of each tensor, L = none
 
     @classmethod
     def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = ()) -> "LayerArrays":
@@ -134,6 +137,22 @@ class LayerArrays:
         has_prod = prod >= 0
         np.add.at(ws, prod[has_prod], tb[has_prod])
         cls_index = {c: i for i, c in enumerate(LAYER_CLASSES)}
+        # padded index matrices: gathers instead of segment sums (fast over many configurations)
+        ins_of: list[list[int]] = [[] for _ in range(L)]
+        outs_of: list[list[int]] = [[] for _ in range(L)]
+        cons_of: list[list[int]] = [[] for _ in range(T)]
+        for t_, l_ in zip(edges_t, edges_l):
+            ins_of[l_].append(t_)
+            cons_of[t_].append(l_)
+        for t_, l_ in producer.items():
+            outs_of[l_].append(t_)
+
+        def pad(rows: list[list[int]], fill: int) -> np.ndarray:
+            k = max((len(r) for r in rows), default=0) or 1
+            out = np.full((len(rows), k), fill, dtype=np.int64)
+            for i, r in enumerate(rows):
+                out[i, :len(r)] = r
+            return out
         return cls(
             names=tuple(l.name for l in layers), op_types=tuple(l.op_type for l in layers),
             macs=np.array([l.macs for l in layers], dtype=np.float64),
@@ -144,7 +163,8 @@ class LayerArrays:
             map_n=np.array([l.map_n for l in layers], dtype=np.float64),
             is_view=is_view, costed=np.array([l.status == "ok" for l in layers], dtype=bool),
             class_idx=np.array([cls_index.get(l.layer_class, cls_index["other"]) for l in layers], dtype=np.int64),
-            tensor_bytes=tb, producer=prod, is_output=is_out, edge_tensor=et, edge_layer=el, ws_bytes=ws)
+            tensor_bytes=tb, producer=prod, is_output=is_out, edge_tensor=et, edge_layer=el, ws_bytes=ws,
+            in_pad=pad(ins_of, T), out_pad=pad(outs_of, T), cons_pad=pad(cons_of, L))
 
 
 @dataclass(frozen=True)
@@ -169,6 +189,12 @@ class HwArrays:
     @property
     def count(self) -> int:
         return len(self.names)
+
+    def subset(self, start: int, stop: int) -> "HwArrays":
+        """Configurations start..stop-1 (for evaluating a large grid in cache-sized chunks)."""
+        import dataclasses
+
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name)[start:stop] for f in dataclasses.fields(self)})
 
     @classmethod
     def from_profiles(cls, profiles: Sequence[HardwareProfile], precision: str, winograd: str | None = None) -> "HwArrays":
@@ -253,6 +279,11 @@ def _util(k: np.ndarray, n: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> n
     return ur * uc
 
 
+def _uniform_rows(a: np.ndarray) -> np.ndarray:
+    """a[:1] when every row of the 2-D array `a` equals the first (typical of sweeps), else a."""
+    return a[:1] if a.shape[0] > 1 and np.all(a == a[:1]) else a
+
+
 def _segment_sum(values: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
     """Sum values[..., e] into out[..., seg[e]] (n segments)."""
     out = np.zeros(values.shape[:-1] + (n,))
@@ -311,6 +342,10 @@ def evaluate(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> RawPredic
     passes = np.ceil(want[:, None] / S[None, :])                        # (B, S)
     total = np.where(S[None, None, :] <= want[None, :, None], passes[None] * lat[:, None, :], np.inf)  # (C, B, S)
     pick = np.argmin(total, axis=-1)                                     # (C, B)
+    own = np.searchsorted(S, want)                                       # each batch as one pass
+    if np.array_equal(S[own], want) and np.all(pick == own[None, :]):
+        if np.array_equal(own, np.arange(len(S))):
+            return RawPrediction(**{**plain.__dict__, "batches": want, "sub_batch": np.broadcast_to(want, pick.shape).copy()})
     ci = np.arange(hw.count)[:, None]
     npass = passes[np.arange(len(want))[None, :], pick]                  # (C, B)
 
@@ -330,25 +365,28 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> Ra
     b = np.asarray(batches, dtype=np.float64)[None, :, None]          # (1, B, 1)
     C, L = hw.count, len(la.macs)
     costed = la.costed & ~la.is_view
-    # Winograd per configuration
+    # Winograd per configuration; columns that are equal across configurations stay (1, L)
     tile = hw.wino_tile
+    uni = _uniform_rows
     mfac = np.ones(C)
     wfac = np.ones(C)
-    for t in np.unique(tile):
-        m, w = winograd_factors(int(t))
+    for t in (0, 2, 4):
+        m, w = winograd_factors(t)
         mfac[tile == t] = m
         wfac[tile == t] = w
-    cand = la.winograd[None, :] & (tile[:, None] > 0)                  # (C, L)
+    tile_u, mfac, wfac, expand = uni(tile[:, None])[:, 0], uni(mfac[:, None])[:, 0], uni(wfac[:, None])[:, 0], uni(hw.wino_expand[:, None])[:, 0]
+    cand = la.winograd[None, :] & (tile_u[:, None] > 0)                # (C|1, L)
     macs = np.where(cand, la.macs[None, :] / mfac[:, None], la.macs[None, :])
-    wgrow = np.where(cand & ~hw.wino_expand[:, None], wfac[:, None], 1.0)
-    wbytes = la.weight_bytes[None, :] * wgrow                            # (C, L) stored
-    wtotal = wbytes.sum(axis=1)                                          # (C,)
+    wgrow = np.where(cand & ~expand[:, None], wfac[:, None], 1.0)
+    wbytes = la.weight_bytes[None, :] * wgrow                            # (C|1, L) stored
+    wtotal = np.broadcast_to(wbytes.sum(axis=1), (C,))                   # (C,)
     resident = wtotal <= hw.sram_bytes
     act_cap = np.where(resident, hw.sram_bytes - wtotal, hw.sram_bytes)  # (C,)
 
     # compute
-    util = _util(la.map_k, la.map_n, hw.rows, hw.cols)                   # (C, L)
-    eff = hw.compute_eff[:, la.class_idx]                                # (C, L)
+    rc = uni(np.stack([hw.rows, hw.cols], axis=1))
+    util = _util(la.map_k, la.map_n, rc[:, 0], rc[:, 1])                 # (C|1, L)
+    eff = uni(hw.compute_eff)[:, la.class_idx]                           # (C|1, L)
     mac_rate = (hw.peak_macs_per_s[:, None] * util * eff)[:, None, :]    # (C, 1, L)
     # the class efficiency scales the vector rate too (docs/hardware-profiles.md: "multiplies the MAC
     # (and vector) peak"): element-wise layers have no MACs, so this is what calibrates them
@@ -360,24 +398,17 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> Ra
     fits = (b * la.ws_bytes[None, None, :]) <= act_cap[:, None, None]    # (C, B, L)
     fits = fits | la.is_view[None, None, :]
     T = len(la.tensor_bytes)
-    if la.edge_tensor.size:
-        cons_fit = np.ones(fits.shape[:2] + (T,), dtype=bool)
-        order = np.argsort(la.edge_tensor, kind="stable")
-        et = la.edge_tensor[order]
-        starts = np.flatnonzero(np.r_[True, et[1:] != et[:-1]])
-        cons_fit[..., et[starts]] = np.minimum.reduceat(fits[..., la.edge_layer[order]], starts, axis=-1)
-    else:
-        cons_fit = np.ones(fits.shape[:2] + (T,), dtype=bool)
+    pad_true = np.ones(fits.shape[:2] + (1,), dtype=bool)
+    cons_fit = np.concatenate([fits, pad_true], axis=-1)[..., la.cons_pad].all(axis=-1)   # (C, B, T)
     prod = la.producer
     prod_fit = np.where(prod[None, None, :] >= 0, fits[..., np.maximum(prod, 0)], False)
     offchip = ~(prod_fit & cons_fit)                                     # (C, B, T)
     tbytes = b * la.tensor_bytes[None, None, :]                          # (1, B, T)
-    reads = _segment_sum((tbytes * offchip)[..., la.edge_tensor] if la.edge_tensor.size else np.zeros(offchip.shape[:2] + (0,)),
-                         la.edge_layer, L)
+    zero = np.zeros(fits.shape[:2] + (1,))
+    reads = np.concatenate([tbytes * offchip, zero], axis=-1)[..., la.in_pad].sum(axis=-1)          # (C, B, L)
     write_t = tbytes * (offchip | la.is_output[None, None, :])           # (C, B, T)
-    has_prod = prod >= 0
-    writes = _segment_sum(write_t[..., has_prod], prod[has_prod], L)
-    weight_traffic = np.where(resident[:, None], 0.0, np.where(hw.wino_expand[:, None], la.weight_bytes[None, :], wbytes))
+    writes = np.concatenate([write_t, zero], axis=-1)[..., la.out_pad].sum(axis=-1)
+    weight_traffic = np.where(resident[:, None], 0.0, np.where(expand[:, None], la.weight_bytes[None, :], wbytes))
     dram = reads + writes + weight_traffic[:, None, :]                   # (C, B, L) per batch
     dram = np.where(costed[None, None, :], dram, 0.0)
     memory = dram / (hw.dram_bytes_per_s * hw.mem_eff)[:, None, None]
@@ -387,6 +418,32 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> Ra
     return RawPrediction(batches=np.asarray(batches), compute_s=compute, memory_s=memory, time_s=time, dram_bytes=dram,
                          util=util, macs=macs, weights_resident=resident, weight_bytes_total=wtotal, fits=fits,
                          energy_j=energy)
+
+
+@dataclass(frozen=True)
+class GridSummary:
+    """(C, B) whole-model figures of a large grid, without the per-layer arrays."""
+
+    batches: np.ndarray
+    latency_s: np.ndarray
+    dram_bytes: np.ndarray          # per batch
+    compute_bound_fraction: np.ndarray
+    weights_resident: np.ndarray    # (C,)
+    sub_batch: np.ndarray
+
+
+def evaluate_summary(la: LayerArrays, hw: HwArrays, batches: Sequence[int], chunk: int = 128) -> GridSummary:
+    """evaluate() over a large grid in chunks of configurations that fit in cache, keeping only
+    the whole-model figures: the same numbers, without (C, B, L) arrays in memory."""
+    parts = []
+    for start in range(0, hw.count, chunk):
+        r = evaluate(la, hw.subset(start, min(start + chunk, hw.count)), batches)
+        lat = r.latency_s
+        comp = (r.time_s * r.compute_bound).sum(axis=-1) / np.where(lat > 0, lat, 1.0)
+        parts.append((lat, r.dram_bytes.sum(axis=-1), comp, r.weights_resident, r.sub_batch))
+    cat = [np.concatenate([p[i] for p in parts], axis=0) for i in range(5)]
+    return GridSummary(batches=np.asarray(batches), latency_s=cat[0], dram_bytes=cat[1], compute_bound_fraction=cat[2],
+                       weights_resident=cat[3], sub_batch=cat[4])
 
 
 # ----------------------------------------------------------------------------- one profile

@@ -189,3 +189,15 @@ def test_energy_reported_when_profile_has_it():
     want = t.totals.macs * 1e-12 + p.raw.dram_bytes.sum() * 1e-10
     assert np.isclose(p.energy_per_inference_j[0], want)
     assert roofline.predict(t, prof(), [1], "fp32", "off").energy_per_inference_j is None
+
+
+def test_chunked_summary_equals_full_evaluation():
+    t = _table()
+    la = roofline.LayerArrays.from_table(t)
+    hw = roofline.HwArrays.grid(prof(sram_bytes=2 ** 20, dram_bandwidth_bytes_per_s=1e10), "fp32", "off",
+                                sram_bytes=list(np.geomspace(2 ** 16, 2 ** 28, 13)), dram_bandwidth_bytes_per_s=[1e9, 3e9, 1e11])
+    full = roofline.evaluate(la, hw, [1, 3, 8])
+    summ = roofline.evaluate_summary(la, hw, [1, 3, 8], chunk=5)
+    assert np.allclose(summ.latency_s, full.latency_s)
+    assert np.allclose(summ.dram_bytes, full.dram_bytes.sum(axis=-1))
+    assert np.array_equal(summ.sub_batch, full.sub_batch)
