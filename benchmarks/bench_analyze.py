@@ -109,12 +109,23 @@ def main() -> int:
     models.save("resnet50", p_graph, weights=False)
     go = onnx.load(p_graph, load_external_data=False)
     cases.append(("(a) ResNet-50, embedded weights", p_full, go))
+    # onnx-tool rejects a symbolic batch dim: the same model with the batch fixed to 1
+    fixed = onnx.load(p_full)
+    fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    p_fixed = os.path.join(d, "resnet50-b1.onnx")
+    onnx.save(fixed, p_fixed)
+    go_fixed = graph_only_copy(fixed)
+    del fixed
+    cases.append(("(a') ResNet-50, embedded weights, batch 1", p_fixed, go_fixed))
     cases.append(("(b) ResNet-50, graph-only", p_graph, go))
     big = big_graph(args.blocks)
     p_big = os.path.join(d, "big.onnx")
     with open(p_big, "wb") as f:
         f.write(big.SerializeToString())
     cases.append((f"(c) generated graph, {len(big.graph.node):,} nodes", p_big, big))
+    light = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", "light_densenet121.onnx")
+    if os.path.exists(light):
+        cases.append(("(d) light_densenet121 (onnx package)", light, onnx.load(light)))
     print(f"load average before: {load_avg()}; python {sys.version.split()[0]}, onnx {onnx.__version__}; "
           f"repeat {args.repeat}, medians; onnx-tool {'installed' if have_tool else 'NOT installed (pip install onnx-tool)'}")
     print(f"{'case':42} {'size':>9} {'floor':>9} {'estimate':>9} {'ratio':>6} {'onnx-tool':>10} {'ratio':>6}")

@@ -470,7 +470,8 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
 
     out_nodes = tuple(
         Node(names[i], plain[i][0], plain[i][1] if plain[i][1] != "ai.onnx" else "", plain[i][2], plain[i][3],
-             {a.name: _attr_value(a) for a in nodes[i].attribute} if len(nodes[i].attribute) else {})
+             {a.name: _attr_value(a) for a in nodes[i].attribute}
+             if len(nodes[i].attribute) and names[i] not in const_nodes else {})
         for i in order)
     return Graph(
         name=name or g.name or os.path.splitext(os.path.basename(path))[0] or "model",
@@ -522,8 +523,10 @@ def _collect_infos(model: onnx.ModelProto) -> dict[str, TensorInfo]:
         tt = vi.type.tensor_type
         shape = None
         if tt.HasField("shape"):
-            dims = tuple(d.dim_value if d.WhichOneof("value") == "dim_value" else -1 for d in tt.shape.dim)
-            if -1 not in dims:
+            dl = tt.shape.dim
+            dims = tuple([d.dim_value for d in dl])
+            # a 0 is either a real zero-size dim or an unset/symbolic one: ask only then
+            if 0 not in dims or all(d.WhichOneof("value") == "dim_value" for d in dl):
                 shape = dims
         prev = infos.get(vi.name)
         if prev is None or (prev.shape is None and shape is not None):
