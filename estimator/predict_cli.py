@@ -261,6 +261,9 @@ def plot(path: str, pred: roofline.Prediction) -> None:
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=d, suffix=os.path.splitext(path)[1])
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a plot is an ordinary file
     try:
         fig.savefig(tmp)
         os.replace(tmp, path)

@@ -176,3 +176,44 @@ def test_golden_markdown_report():
             f.write(out)
     with open(path) as f:
         assert out == f.read()
+
+
+def test_plot_writes_png(tmp_path):
+    out = tmp_path / "roof.png"
+    code, _, err = run_cli("resnet50", "--hw", "edge-npu", "--batch", "1,2", "--plot", str(out))
+    assert code == 0, err
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out.stat().st_mode & 0o044) == (0o644 & ~_umask() & 0o044)  # readable like any file the user makes
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *a, **k):
+        if name.startswith("matplotlib"):
+            raise ImportError("no matplotlib")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    code, _, err = run_cli("resnet50", "--hw", "edge-npu", "--plot", str(tmp_path / "x.png"))
+    assert code == 2 and "pip install 'estimate[plot]'" in err
+
+
+def test_seeds_comparison_page_is_current():
+    """docs/seeds-comparison.md must be what docs/make_seeds_comparison.py generates now."""
+    import importlib.util
+
+    script = os.path.join(os.path.dirname(__file__), "..", "docs", "make_seeds_comparison.py")
+    spec = importlib.util.spec_from_file_location("make_seeds_comparison", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with open(mod.PAGE) as f:
+        assert f.read() == mod.build(), "run python3 docs/make_seeds_comparison.py"
