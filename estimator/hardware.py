@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 import yaml
 
 from estimator.errors import UserError
+from estimator.fsutil import ordinary_mode
 
 SCHEMA_VERSION = 1
 
@@ -907,6 +908,7 @@ def dump_profile(p: HardwareProfile, path: str | os.PathLike, overwrite: bool = 
     except OSError as exc:
         raise UserError(f"{target}: cannot write ({exc.strerror or exc})") from None
     tmp = Path(tmp_name)
+    ordinary_mode(fd)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

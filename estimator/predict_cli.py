@@ -19,6 +19,7 @@ from rich.table import Table
 from . import api, report, roofline
 from .analyze import CostTable
 from .errors import UserError
+from .fsutil import ordinary_mode
 from .report import bytes_str, seconds_str, si
 
 # ----------------------------------------------------------------------------- documents
@@ -260,10 +261,8 @@ def plot(path: str, pred: roofline.Prediction) -> None:
 
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=d, suffix=os.path.splitext(path)[1])
+    ordinary_mode(fd)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a plot is an ordinary file
     try:
         fig.savefig(tmp)
         os.replace(tmp, path)
