@@ -304,23 +304,32 @@ def _peak_live_bytes(graph: Graph, layers: list[LayerCost], tensor_bytes: Mappin
 
     A tensor is live from its producer's step (graph inputs: step 0) through its last
     consumer's step (graph outputs: the last step). While a layer runs, its inputs and outputs
-    are all live. Views (Reshape, Flatten...) alias their input: counted as new tensors here,
-    which overstates the peak by at most the aliased tensor; stated in docs/counting.md.
+    are all live. View layers (Reshape, Flatten, ...) alias their input: their output takes no
+    memory of its own and keeps the input alive until the view's last consumer.
     """
     n = len(layers)
     if n == 0:
         return float(sum(tensor_bytes.get(x, 0.0) for x in graph.inputs))
+    alias: dict[str, str] = {}
+    for l in layers:
+        if l.kind == "view" and l.inputs:
+            root = alias.get(l.inputs[0], l.inputs[0])
+            for o in l.outputs:
+                alias[o] = root
     start: dict[str, int] = {x: 0 for x in graph.inputs}
     end: dict[str, int] = {}
     for i, l in enumerate(layers):
         for x in l.outputs:
+            if x in alias:
+                continue
             start.setdefault(x, i)
             end.setdefault(x, i)
         for x in l.inputs:
-            end[x] = i
+            end[alias.get(x, x)] = i
     for x in graph.outputs:
-        if x in start:
-            end[x] = n - 1
+        r = alias.get(x, x)
+        if r in start:
+            end[r] = n - 1
     delta = np.zeros(n + 1)
     for x, s in start.items():
         e = end.get(x, s)

@@ -242,3 +242,20 @@ def test_bad_resolution_and_input_syntax(tiny_path):
     assert "--resolution" in _bad("resnet50", "--resolution", "224")
     assert "--input" in _bad(tiny_path, "--input", "x:1x3")
     assert "multiples of 32" in _bad("yolov3", "--resolution", "417x416")
+
+
+def test_peak_live_memory_by_hand():
+    # x[1,4] -> Relu a -> Reshape r (view of a) -> Relu b -> Add(a_view r, b) y.
+    # Steps: relu1 {x, a} = 32 B; reshape (view) {a}; relu2 {a(=r), b} = 32; add {a, b, y} = 48.
+    # x dies after relu1. Peak 48 B (fp32, 4 elements = 16 B each); a view taking its own
+    # memory would have made it 64.
+    shp = numpy_helper.from_array(np.array([1, 4], np.int64), "shp")
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="relu1"),
+             helper.make_node("Reshape", ["a", "shp"], ["r"], name="reshape"),
+             helper.make_node("Relu", ["r"], ["b"], name="relu2"),
+             helper.make_node("Add", ["r", "b"], ["y"], name="add")]
+    g = helper.make_graph(nodes, "peak", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [shp])
+    t = api._analyze_graph(load_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])))
+    assert t.totals.peak_activation_bytes == 48
+    assert t.totals.max_activation_bytes == 16
