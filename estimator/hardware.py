@@ -24,7 +24,6 @@ import dataclasses
 import difflib
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,7 +33,7 @@ from typing import Any, NoReturn
 import yaml
 
 from estimator.errors import UserError
-from estimator.fsutil import ordinary_mode
+from estimator.fsutil import atomic_write_text
 
 SCHEMA_VERSION = 1
 
@@ -904,30 +903,9 @@ def dump_profile(p: HardwareProfile, path: str | os.PathLike, overwrite: bool = 
         raise UserError(f"{target}: {_EXISTS}")
     text = profile_to_yaml(p)
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
+        atomic_write_text(target, text, overwrite=overwrite)
+    except FileExistsError:
+        raise UserError(f"{target}: {_EXISTS}") from None
     except OSError as exc:
         raise UserError(f"{target}: cannot write ({exc.strerror or exc})") from None
-    tmp = Path(tmp_name)
-    ordinary_mode(fd)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)  # fails if target appeared meanwhile: no clobber
-            except FileExistsError:
-                raise UserError(f"{target}: {_EXISTS}") from None
-            except OSError:  # filesystem without hard links
-                if target.exists():
-                    raise UserError(f"{target}: {_EXISTS}") from None
-                os.replace(tmp, target)
-    except OSError as exc:
-        raise UserError(f"{target}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return target

@@ -373,7 +373,6 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
         n = elems_of(tuple(t.dims)) or 0
         small_int = t.data_type in _INT_TYPES and n <= _SMALL_CONST_ELEMS
         if t.data_location == onnx.TensorProto.EXTERNAL:
-            info = None
             loc = next((e.value for e in t.external_data if e.key == "location"), "")
             if not path:
                 full = None

@@ -41,7 +41,7 @@ DRAM latency, tiling re-reads when a layer's working set exceeds SRAM (counted o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -284,19 +284,6 @@ def _uniform_rows(a: np.ndarray) -> np.ndarray:
     return a[:1] if a.shape[0] > 1 and np.all(a == a[:1]) else a
 
 
-def _segment_sum(values: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
-    """Sum values[..., e] into out[..., seg[e]] (n segments)."""
-    out = np.zeros(values.shape[:-1] + (n,))
-    if values.shape[-1] == 0:
-        return out
-    order = np.argsort(seg, kind="stable")
-    s = seg[order]
-    v = values[..., order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    out[..., s[starts]] = np.add.reduceat(v, starts, axis=-1)
-    return out
-
-
 @dataclass(frozen=True)
 class RawPrediction:
     """(C, B, L) arrays and (C,) / (C, B) summaries of one roofline evaluation."""
@@ -363,7 +350,7 @@ def evaluate(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> RawPredic
 def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> RawPrediction:
     """The roofline for each batch run in one pass, layer by layer."""
     b = np.asarray(batches, dtype=np.float64)[None, :, None]          # (1, B, 1)
-    C, L = hw.count, len(la.macs)
+    C = hw.count
     costed = la.costed & ~la.is_view
     # Winograd per configuration; columns that are equal across configurations stay (1, L)
     tile = hw.wino_tile
@@ -397,7 +384,6 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> Ra
     # residency of activations
     fits = (b * la.ws_bytes[None, None, :]) <= act_cap[:, None, None]    # (C, B, L)
     fits = fits | la.is_view[None, None, :]
-    T = len(la.tensor_bytes)
     pad_true = np.ones(fits.shape[:2] + (1,), dtype=bool)
     cons_fit = np.concatenate([fits, pad_true], axis=-1)[..., la.cons_pad].all(axis=-1)   # (C, B, T)
     prod = la.producer

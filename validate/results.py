@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from estimator.errors import UserError
-from estimator.fsutil import ordinary_mode
+from estimator.fsutil import atomic_write_text
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_NAME = "estimate-validation-results"
@@ -69,18 +69,7 @@ def new_run_paths(out_dir: Path, model_name: str, when: datetime) -> tuple[str, 
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    ordinary_mode(fd)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, text)
 
 
 def write_results(doc: dict, json_path: Path, csv_path: Path) -> None:
