@@ -131,7 +131,7 @@ def build() -> str:
         prec = "int8" if "int8" in prof.mac_units else prof.precisions[0]
         _, pp, _ = api.estimate("resnet50", prof, precision=prec)
         bi = pp.best_batch_index()
-        add(f"| {prof.name} | {prec} | {'yes' if pp.weights_resident else 'no'} | {pp.throughput_per_s[0]:,.1f}/s | "
+        add(f"| {prof.name} | {prec} | {'yes' if pp.weights_fit_sram else 'no'} | {pp.throughput_per_s[0]:,.1f}/s | "
             f"{pp.throughput_per_s[bi]:,.1f}/s ({pp.batches[bi]}) | {100 * pp.throughput_per_s[0] / pp.throughput_per_s[bi]:.0f}% |")
     add("")
     add("Seed: \"larger activations stress on-chip SRAM and DRAM bandwidth\". Tool: the spilling-layer and DRAM-bandwidth "

@@ -36,6 +36,8 @@ def load(spec: str, *, batch: int | None = None, input_shapes: Mapping[str, tupl
     if is_builtin(spec):
         from . import models
 
+        if resolution is not None and input_shapes:
+            raise UserError(f"{spec}: --resolution and --input both set the input shape; give one of them")
         # built-ins are built graph-only (no weight bytes) at the requested size
         proto = models.build(spec, resolution=resolution, seq_len=seq_len, weights=False)
         return load_graph(proto, batch=batch, input_shapes=input_shapes, name=spec)
@@ -149,10 +151,16 @@ def estimate(spec: str, hw, *, batches: Sequence[int] | None = None, precision: 
 
 
 def _batch1(shapes: Mapping[str, tuple[int, ...]] | None) -> dict[str, tuple[int, ...]] | None:
-    """--input shapes with their leading dim set to 1: the roofline scales by batch itself."""
+    """--input shapes for a per-sample analysis: the roofline scales by batch itself, so a
+    leading dim other than 1 is an error that says how to ask for that batch."""
     if not shapes:
         return None
-    return {k: (1, *v[1:]) if len(v) > 1 else v for k, v in shapes.items()}
+    for k, v in shapes.items():
+        if len(v) > 1 and v[0] != 1:
+            rest = "x".join(map(str, v[1:]))
+            raise UserError(f"--input {k}={'x'.join(map(str, v))}: with --hw the batch comes from --batch; "
+                            f"write --input {k}=1x{rest} --batch {v[0]}")
+    return dict(shapes)
 
 
 def predict(model_path: str, hw, *, batches: Sequence[int], precision: str | None = None,

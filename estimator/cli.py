@@ -30,7 +30,7 @@ class Format(str, Enum):
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    return report.console()
 
 
 def _emit(text: str) -> None:
@@ -155,7 +155,10 @@ def profiles_cmd(fmt: Format = typer.Option(Format.table, "--format", "-f", help
              "sram": report.bytes_str(r["sram_bytes"]), "dram": report.si(r["dram_bandwidth_bytes_per_s"], "B/s")} for r in rows]
     cols = ["name", "peak_macs_per_s", "sram", "dram", "winograd", "description"]
     if fmt == Format.csv:
-        _emit(report.rows_to_csv(rows, ["name", "clock_hz", "sram_bytes", "dram_bandwidth_bytes_per_s", "winograd", "description"]))
+        precs = sorted({k for r in rows for k in r["peak_macs_per_s"]}, key=["fp32", "fp16", "bf16", "int8"].index)
+        csv_rows = [{**r, **{f"peak_macs_per_s_{k}": r["peak_macs_per_s"].get(k, "") for k in precs}} for r in rows]
+        _emit(report.rows_to_csv(csv_rows, ["name", "clock_hz", *[f"peak_macs_per_s_{k}" for k in precs], "sram_bytes",
+                                            "dram_bandwidth_bytes_per_s", "winograd", "description"]))
     elif fmt == Format.markdown:
         _emit(report.markdown_table(flat, cols))
     else:
@@ -188,6 +191,13 @@ try:
 except ImportError:
     pass
 
+try:
+    from . import calibrate_cli as _cc
+
+    _cc.register(app)
+except ImportError:
+    pass
+
 
 def _known_commands() -> set[str]:
     cmd = typer.main.get_command(app)
@@ -195,23 +205,26 @@ def _known_commands() -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: `estimate MODEL ...` is routed to `analyze`; UserError -> one line, exit 2."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Entry point: `estimate MODEL ...` is routed to `analyze`. Every user error (ours, or a
+    usage error from typer) is one line on stderr and exit code 2."""
+    import difflib
+
+    args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
     known = _known_commands()
     if args[:1] == ["--version"]:
         from . import __version__
 
         typer.echo(f"estimate {__version__}")
         return _finish(0, argv)
-    if args and args[0] not in known and args[0] not in ("--help", "-h"):
-        args = ["analyze", *args]
-    cmd = typer.main.get_command(app)
     try:
-        # standalone mode: usage errors print click's message and exit 2 (SystemExit)
-        cmd.main(args=args, prog_name="estimate", standalone_mode=True)
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if args and args[0] not in known and not args[0].startswith("-"):
+            near = difflib.get_close_matches(args[0], sorted(known), n=1, cutoff=0.75)
+            if near and not os.path.exists(args[0]) and not api.is_builtin(args[0]):
+                raise UserError(f"unknown command '{args[0]}' (did you mean '{near[0]}'? see 'estimate --help')")
+            args = ["analyze", *args]
+        cmd = typer.main.get_command(app)
+        rv = cmd.main(args=args, prog_name="estimate", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
     except UserError as e:
         sys.stderr.write(f"estimate: error: {e}\n")
         code = 2
@@ -223,13 +236,32 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         sys.stderr.write("estimate: error: out of memory (is an input dim absurd?)\n")
         code = 2
-    except Exception as e:  # a bug: one line, the traceback only on request
-        if os.environ.get("ESTIMATE_TRACEBACK"):
-            raise
-        sys.stderr.write(f"estimate: internal error: {type(e).__name__}: {e} "
-                         "(set ESTIMATE_TRACEBACK=1 for the traceback; please report)\n")
-        code = 1
+    except Exception as e:
+        code = _click_exception(e, args)
+        if code is None:  # a bug: one line, the traceback only on request
+            if os.environ.get("ESTIMATE_TRACEBACK"):
+                raise
+            sys.stderr.write(f"estimate: internal error: {type(e).__name__}: {e} "
+                             "(set ESTIMATE_TRACEBACK=1 for the traceback; please report)\n")
+            code = 1
     return _finish(code, argv)
+
+
+def _click_exception(e: Exception, args: list[str]) -> int | None:
+    """Exit code for typer/click's own exceptions (usage errors, Exit, Abort), found by name
+    so that this works with click and with typer's vendored copy; None for anything else."""
+    names = {c.__name__ for c in type(e).__mro__}
+    if "Exit" in names and hasattr(e, "exit_code"):
+        return int(e.exit_code or 0)
+    if "Abort" in names:
+        sys.stderr.write("estimate: aborted\n")
+        return 130
+    if "ClickException" in names and hasattr(e, "format_message"):
+        msg = " ".join(e.format_message().split())
+        sub = args[0] if args and args[0] in _known_commands() else ""
+        sys.stderr.write(f"estimate: error: {msg} (see 'estimate {sub + ' ' if sub else ''}--help')\n")
+        return 2
+    return None
 
 
 def _finish(code: int, argv: list[str] | None) -> int:

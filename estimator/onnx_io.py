@@ -223,6 +223,11 @@ def _apply_overrides(src: str, inputs: list[onnx.ValueInfoProto], batch: int | N
     for key in input_shapes:
         if key not in names:
             raise UserError(f"{src}: --input {key}=...: the model has no input '{key}' (inputs: {', '.join(names) or 'none'})")
+    for key, want in input_shapes.items():
+        if batch is not None and want and want[0] != batch:
+            raise UserError(f"{src}: --batch {batch} and --input {key}={'x'.join(map(str, want))} disagree on the batch dim; give one of them")
+        if resolution is not None and len(want) == 4 and len([vi for vi in inputs if len(_dims(vi)) == 4]) == 1:
+            raise UserError(f"{src}: --resolution and --input {key}=... both set the image size; give one of them")
     image_inputs = [vi for vi in inputs if len(_dims(vi)) == 4 and vi.name not in input_shapes]
     defaulted: list[str] = []
     if resolution is not None and len(image_inputs) != 1:
@@ -625,10 +630,25 @@ def _infer_and_complete(src, model, nodes, plain, order, init_names, const_value
 
 
 def save_model(model: onnx.ModelProto, path: str) -> None:
-    """Write a model atomically (temp file in the same folder, then rename)."""
+    """Write a model atomically (temp file in the same folder, then rename).
+
+    A graph-only model (initializers marked external, data not written) gets its external
+    data location renamed after the output file (`<stem>.weights.bin`); if a file of that name
+    already exists next to it, the model would silently read it as its weights: refused.
+    """
     d = os.path.dirname(os.path.abspath(path)) or "."
     if not os.path.isdir(d):
         raise UserError(f"{path}: folder {d} does not exist")
+    external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        loc = os.path.splitext(os.path.basename(path))[0] + ".weights.bin"
+        if os.path.exists(os.path.join(d, loc)):
+            raise UserError(f"{path}: {os.path.join(d, loc)} exists; a graph-only model written here would read it as its "
+                            "weights. Remove it or choose another output name")
+        for t in external:
+            for e in t.external_data:
+                if e.key == "location":
+                    e.value = loc
     tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:

@@ -49,6 +49,7 @@ def hardware_dict(pred: roofline.Prediction) -> dict[str, Any]:
         "efficiency": {"compute": p.efficiency.compute, "memory": p.efficiency.memory,
                        "by_layer_class": dict(p.efficiency.by_layer_class)},
         "winograd": pred.winograd,
+        "calibrated": calibrated(p),
     }
 
 
@@ -66,6 +67,8 @@ def predictions_list(pred: roofline.Prediction) -> list[dict[str, Any]]:
             "mac_utilization": _f(pred.mac_utilization[i]),
             "bound_fraction": {"compute": _f(bf["compute"][i]), "memory": _f(bf["memory"][i])},
             "layers_spilling": int(spilled[i]),
+            "sub_batch": int(pred.sub_batch[i]), "passes": int(-(-int(b) // int(pred.sub_batch[i]))),
+            "weights_resident": bool(pred.weights_resident[i]),
             "energy_per_inference_j": _f(energy[i]) if energy is not None else None,
         })
     return out
@@ -95,7 +98,7 @@ def prediction_document(table: CostTable, pred: roofline.Prediction, base: roofl
     """The analysis document plus hardware, predictions, winograd and per-layer predictions."""
     doc = report.analysis_document(table, source=source)
     doc["hardware"] = hardware_dict(pred)
-    doc["weights_resident"] = pred.weights_resident
+    doc["weights_fit_sram"] = pred.weights_fit_sram
     doc["excluded_layers"] = pred.excluded_layers
     doc["predictions"] = predictions_list(pred)
     doc["winograd"] = winograd_dict(pred, base)
@@ -124,23 +127,45 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
     console.print(f"[dim]{report.HEADER} Roofline: layers run one after another; see docs/roofline.md.[/dim]")
     for n in table.notes:
         console.print(f"[yellow]note:[/yellow] {n}")
-    console.print(f"MACs {si(t.macs)} per sample, params {si(t.params)}, weights {bytes_str(pred.weight_bytes)} "
-                  f"({'resident in SRAM' if pred.weights_resident else 'do not fit in SRAM: streamed once per batch'}), "
-                  f"largest activation {bytes_str(t.max_activation_bytes)}, peak live activations {bytes_str(t.peak_activation_bytes)}")
+    stored = t.weight_bytes
+    wline = f"weights {bytes_str(stored)}"
+    if pred.winograd != "off" and abs(pred.weight_bytes - stored) > 0.5:
+        wline += f" ({bytes_str(pred.weight_bytes)} stored after Winograd {pred.winograd.upper()})"
+    res = pred.weights_resident
+    if not pred.weights_fit_sram:
+        where = f"do not fit in the {bytes_str(hwp.sram_bytes)} SRAM: streamed from DRAM once per pass"
+    elif res.all():
+        where = "pinned in SRAM (read from DRAM once, amortized)"
+    elif not res.any():
+        where = "fit in SRAM but are streamed: pinning them would push activations to DRAM"
+    else:
+        where = f"pinned in SRAM at batch {', '.join(str(b) for b, r in zip(pred.batches, res) if r)}, streamed at the others (faster)"
+    console.print(f"MACs {si(t.macs)} per sample, params {si(t.params)}, {wline}, {where}; "
+                  f"largest activation {bytes_str(t.max_activation_bytes)}, peak live activations {bytes_str(t.peak_activation_bytes)}",
+                  soft_wrap=True)
+    if not calibrated(hwp):
+        console.print(f"[yellow]note:[/yellow] '{hwp.name}' is uncalibrated (efficiency 1, no per-layer overhead): these are "
+                      "ideal-peak figures; real devices are slower, often several times at batch 1. "
+                      "Calibrate with measurements (docs/calibration.md).", soft_wrap=True)
     report._render_unsupported(console, t.unsupported_ops, t.uncosted_ops)
     if pred.excluded_layers:
         console.print(f"[bold red]{pred.excluded_layers} layer(s) without a cost are left out of the predicted time.[/bold red]")
     bt = Table(title="Predicted per batch (estimates from the roofline model)", title_justify="left")
-    for c in ("batch", "latency", "throughput/s", "DRAM/inference", "DRAM BW needed", "MAC util", "compute-bound", "memory-bound", "spilling layers"):
+    for c in ("batch", "runs as", "latency", "throughput/s", "DRAM/inference", "DRAM BW needed", "MAC util", "compute-bound",
+              "memory-bound", "spilling layers"):
         bt.add_column(c, justify="right")
     bf = pred.bound_fraction
     spilled = (~pred.raw.fits[0]).sum(axis=-1)
     for i, b in enumerate(pred.batches):
-        bt.add_row(str(b), seconds_str(pred.latency_s[i]), f"{pred.throughput_per_s[i]:,.1f}",
+        sb = int(pred.sub_batch[i])
+        bt.add_row(str(b), f"{-(-int(b) // sb)} x {sb}", seconds_str(pred.latency_s[i]), f"{pred.throughput_per_s[i]:,.1f}",
                    bytes_str(pred.dram_bytes_per_inference[i]), si(pred.dram_bandwidth_needed[i], "B/s"),
                    f"{100 * pred.mac_utilization[i]:.0f}%", f"{100 * bf['compute'][i]:.0f}%", f"{100 * bf['memory'][i]:.0f}%",
                    str(int(spilled[i])))
     console.print(bt)
+    if np.any(pred.sub_batch != pred.batches):
+        console.print("[dim]runs as: passes x sub-batch; a batch whose activations spill out of SRAM runs as smaller "
+                      "sub-batches when that is faster (docs/roofline.md).[/dim]", soft_wrap=True)
     e = pred.energy_per_inference_j
     if e is not None:
         console.print("Energy per inference: " + ", ".join(f"b{b}: {x * 1e3:.3g} mJ" for b, x in zip(pred.batches, e)))
@@ -162,7 +187,7 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
         for i, name in enumerate(names):
             tm = raw.time_s[0, b0, i]
             lt.add_row(str(i), name, pred.layers.op_types[i], si(raw.macs[0, i]), seconds_str(tm), seconds_str(raw.time_s[0, -1, i]),
-                       _bound(raw, i, b0), f"{100 * raw.util[0, i]:.0f}%", bytes_str(raw.dram_bytes[0, b0, i]),
+                       _bound(raw, i, b0), _util_str(raw, i), bytes_str(raw.dram_bytes[0, b0, i]),
                        "yes" if pred.layers.winograd[i] else "")
         console.print(lt)
     else:
@@ -175,8 +200,19 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
             if raw.time_s[0, b0, i] <= 0:
                 continue
             ht.add_row(names[i], pred.layers.op_types[i], seconds_str(raw.time_s[0, b0, i]),
-                       f"{100 * raw.time_s[0, b0, i] / lat:.1f}", _bound(raw, i, b0), f"{100 * raw.util[0, i]:.0f}%", si(raw.macs[0, i]))
+                       f"{100 * raw.time_s[0, b0, i] / lat:.1f}", _bound(raw, i, b0), _util_str(raw, i), si(raw.macs[0, i]))
         console.print(ht)
+
+
+def calibrated(p) -> bool:
+    """A profile carries measured efficiencies or overheads (not the ideal defaults)."""
+    e = p.efficiency
+    return bool(e.compute != 1.0 or e.memory != 1.0 or len(e.by_layer_class) or p.layer_overhead_s)
+
+
+def _util_str(raw: roofline.RawPrediction, i: int) -> str:
+    """Utilization of the MAC array; '-' for layers that do no MACs."""
+    return f"{100 * raw.util[0, i]:.0f}%" if raw.macs[0, i] > 0 else "-"
 
 
 def _bound(raw: roofline.RawPrediction, i: int, b: int) -> str:
@@ -310,10 +346,10 @@ def compare_rows(specs: Sequence[str], hw: str, *, precision: str | None = None,
     for spec in specs:
         name, res = split_model_spec(spec)
         table, pred, base = api.estimate(name, profile, batches=batches, precision=precision, winograd=winograd, resolution=res)
-        if base is None:  # Winograd gain with F2 when the run itself has none
+        if base is None:  # what F2 would give, when the run itself has no Winograd
             _, wpred, _ = api.estimate(name, profile, batches=batches, precision=precision, winograd="f2", resolution=res)
             wgain = float(pred.latency_s[0] / wpred.latency_s[0])
-            wmode = "f2"
+            wmode = "f2 what-if"
         else:
             wgain = float(base.latency_s[0] / pred.latency_s[0])
             wmode = pred.winograd
@@ -331,7 +367,8 @@ def compare_rows(specs: Sequence[str], hw: str, *, precision: str | None = None,
             "best_throughput_per_s": float(pred.throughput_per_s[bi]), "best_batch": int(pred.batches[bi]),
             "batch_for_90pct": pred.batch_for_fraction(0.9),
             "dram_bandwidth_needed_bytes_per_s": float(pred.dram_bandwidth_needed[bi]),
-            "winograd_mode": wmode, "winograd_gain_b1": wgain,
+            "winograd": pred.winograd,  # the mode the figures above use
+            "winograd_gain_mode": wmode, "winograd_gain_b1": wgain,  # vs off; "f2 what-if" when the run is off
             "unsupported_ops": sum(t.unsupported_ops.values()),
         })
     return rows
@@ -346,7 +383,7 @@ def _compare_pretty(r: dict[str, Any]) -> list[str]:
     return [r["model"], si(r["macs"]), si(r["params"]), bytes_str(r["weight_bytes"]), bytes_str(r["max_activation_bytes"]),
             bytes_str(r["peak_activation_bytes"]), "yes" if r["weights_fit_sram"] else "no", str(r["layers_spilling_b1"]),
             seconds_str(r["latency_b1_s"]), f"{r['best_throughput_per_s']:,.1f}", str(r["best_batch"]),
-            str(r["batch_for_90pct"]), si(r["dram_bandwidth_needed_bytes_per_s"], "B/s"), f"{r['winograd_gain_b1']:.2f}x ({r['winograd_mode']})"]
+            str(r["batch_for_90pct"]), si(r["dram_bandwidth_needed_bytes_per_s"], "B/s"), f"{r['winograd_gain_b1']:.2f}x ({r['winograd_gain_mode']})"]
 
 
 def register(app: typer.Typer) -> None:
@@ -368,7 +405,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(report.rows_to_csv(rows, list(rows[0].keys())), nl=False)
         else:
             heads = ["model", "MACs", "params", "weights", "largest act.", "peak act.", "weights fit SRAM", "spilling layers b1",
-                     "latency b1", "best thr./s", "at batch", "batch for 90%", "DRAM BW needed", "Winograd gain b1"]
+                     "latency b1", "best thr./s", "at batch", "batch for 90%", "DRAM BW needed", "Winograd gain b1 (mode)"]
             if fmt == "markdown":
                 from tabulate import tabulate
 
@@ -379,13 +416,13 @@ def register(app: typer.Typer) -> None:
                     t.add_column(h, justify="left" if h == "model" else "right")
                 for r in rows:
                     t.add_row(*_compare_pretty(r))
-                Console().print(t)
+                report.console().print(t)
 
     @app.command("sweep")
     def sweep_cmd(
         model: str = typer.Argument(..., help="Model path or built-in name."),
         hw: str = typer.Option(..., "--hw", help="Base hardware profile (path or shipped name)."),
-        vary: List[str] = typer.Option(..., "--vary", help="KEY=VALUES: a list (1MB,2MB), a doubling range (1MB..64MB) or n log-spaced points (1e9..1e11:9). Keys: sram_bytes, dram_bandwidth_bytes_per_s, mac_units, clock_hz, layer_overhead_s."),
+        vary: List[str] = typer.Option(..., "--vary", help="KEY=VALUES: a list (1MB,2MB), a doubling range (1MB..64MB) or n log-spaced points (1e9..1e11:9). Keys: sram_bytes, dram_bandwidth_bytes_per_s, mac_units (MACs per cycle at the chosen --precision), clock_hz, layer_overhead_s."),
         batch: Optional[str] = typer.Option("1", "--batch", "-b", help="Batch size(s)."),
         precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32|fp16|bf16|int8."),
         winograd: Optional[str] = typer.Option(None, "--winograd", help="off|f2|f4."),
@@ -411,7 +448,7 @@ def register(app: typer.Typer) -> None:
                 t.add_column(c, justify="right")
             for r in sorted(rows, key=lambda r: r["latency_s"])[:top]:
                 t.add_row(*[_pretty_cell(c, r[c]) for c in cols])
-            Console().print(t)
+            report.console().print(t)
 
 
 def _check_fmt(fmt: str) -> None:
@@ -420,10 +457,14 @@ def _check_fmt(fmt: str) -> None:
 
 
 def _pretty_cell(col: str, v: Any) -> str:
+    if col.endswith("bytes_per_s") and isinstance(v, (int, float)):
+        return si(v, "B/s")
+    if col.endswith("_per_s") and isinstance(v, (int, float)):
+        return f"{v:,.1f}/s"
     if col.endswith("_s") and isinstance(v, float):
         return seconds_str(v)
     if "bytes" in col and isinstance(v, (int, float)):
-        return bytes_str(v) if "per_s" not in col else si(v, "B/s")
+        return bytes_str(v)
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
@@ -490,7 +531,7 @@ def sweep_rows(model: str, hw: str, axes: dict[str, list[float]], *, batches: Se
             row.update({"batch": int(b), "latency_s": float(lat[c, j]), "throughput_per_s": float(b / lat[c, j]),
                         "dram_bytes_per_inference": float(summ.dram_bytes[c, j] / b),
                         "compute_bound_fraction": float(summ.compute_bound_fraction[c, j]),
-                        "weights_resident": bool(summ.weights_resident[c]), "sub_batch": int(summ.sub_batch[c, j])})
+                        "weights_resident": bool(summ.weights_resident[c, j]), "sub_batch": int(summ.sub_batch[c, j])})
             rows.append(row)
     return rows
 

@@ -34,6 +34,14 @@ HEADER = "Counting: 1 MAC = 1 multiply-accumulate (FLOPs = 2 x MACs); params inc
 # ----------------------------------------------------------------------------- formatting
 
 
+def console() -> Console:
+    """The console every command prints on: the terminal's width, or a wide fixed width in a
+    pipe so that tables are not cut to 80 columns."""
+    import sys
+
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
+
+
 def si(x: float | int | None, unit: str = "", digits: int = 3) -> str:
     """1234567 -> '1.23 M'."""
     if x is None:

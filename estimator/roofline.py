@@ -295,7 +295,7 @@ class RawPrediction:
     dram_bytes: np.ndarray          # per batch (all b samples), per layer
     util: np.ndarray                # (C, L)
     macs: np.ndarray                # (C, L) per sample, after Winograd
-    weights_resident: np.ndarray    # (C,)
+    weights_resident: np.ndarray    # (C, B) weights pinned in SRAM for this batch
     weight_bytes_total: np.ndarray  # (C,) stored (after Winograd growth when transformed)
     fits: np.ndarray                # (C, B, L)
     energy_j: np.ndarray            # (C, B) per batch; nan if unknown
@@ -323,7 +323,7 @@ def evaluate(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> RawPredic
         raise ValueError("batches must be >= 1")
     top = int(want.max())
     cand = sorted(set(int(x) for x in want) | {1 << k for k in range(top.bit_length()) if (1 << k) <= top})
-    plain = _evaluate_plain(la, hw, cand)
+    plain = _best_residency(la, hw, cand)
     S = np.asarray(cand, dtype=np.float64)
     lat = plain.latency_s                                                # (C, S)
     passes = np.ceil(want[:, None] / S[None, :])                        # (B, S)
@@ -342,13 +342,36 @@ def evaluate(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> RawPredic
 
     return RawPrediction(batches=want, compute_s=take(plain.compute_s, True), memory_s=take(plain.memory_s, True),
                          time_s=take(plain.time_s, True), dram_bytes=take(plain.dram_bytes, True), util=plain.util,
-                         macs=plain.macs, weights_resident=plain.weights_resident,
+                         macs=plain.macs, weights_resident=plain.weights_resident[ci, pick],
                          weight_bytes_total=plain.weight_bytes_total, fits=take(plain.fits, False),
                          energy_j=plain.energy_j[ci, pick] * npass, sub_batch=S[pick].astype(np.int64))
 
 
-def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> RawPrediction:
-    """The roofline for each batch run in one pass, layer by layer."""
+def _best_residency(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> RawPrediction:
+    """Per configuration and batch, the faster of: weights pinned in SRAM (when they fit;
+    activations get what is left) and weights streamed (activations get all of the SRAM).
+    Pinning is not always better: pinned weights can push activations out to DRAM. Choosing
+    the faster keeps latency non-increasing as SRAM grows."""
+    stream = _evaluate_plain(la, hw, batches, pin_weights=False)
+    if not np.any(stream.weight_bytes_total <= hw.sram_bytes):
+        return stream
+    pin = _evaluate_plain(la, hw, batches, pin_weights=True)
+    use_pin = pin.latency_s <= stream.latency_s                          # (C, B)
+
+    def pick(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        m = use_pin if a.ndim == 2 else use_pin[..., None]
+        return np.where(m, a, b)
+
+    return RawPrediction(batches=stream.batches, compute_s=pick(pin.compute_s, stream.compute_s),
+                         memory_s=pick(pin.memory_s, stream.memory_s), time_s=pick(pin.time_s, stream.time_s),
+                         dram_bytes=pick(pin.dram_bytes, stream.dram_bytes), util=stream.util, macs=stream.macs,
+                         weights_resident=use_pin & pin.weights_resident, weight_bytes_total=stream.weight_bytes_total,
+                         fits=pick(pin.fits, stream.fits), energy_j=pick(pin.energy_j, stream.energy_j))
+
+
+def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_weights: bool = True) -> RawPrediction:
+    """The roofline for each batch run in one pass, layer by layer; weights pinned in SRAM
+    when `pin_weights` and they fit, else streamed."""
     b = np.asarray(batches, dtype=np.float64)[None, :, None]          # (1, B, 1)
     C = hw.count
     costed = la.costed & ~la.is_view
@@ -367,7 +390,7 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> Ra
     wgrow = np.where(cand & ~expand[:, None], wfac[:, None], 1.0)
     wbytes = la.weight_bytes[None, :] * wgrow                            # (C|1, L) stored
     wtotal = np.broadcast_to(wbytes.sum(axis=1), (C,))                   # (C,)
-    resident = wtotal <= hw.sram_bytes
+    resident = (wtotal <= hw.sram_bytes) & pin_weights
     act_cap = np.where(resident, hw.sram_bytes - wtotal, hw.sram_bytes)  # (C,)
 
     # compute
@@ -402,8 +425,8 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> Ra
     energy = (hw.energy_mac_j[:, None] * (b[..., 0] * macs.sum(axis=1)[:, None])
               + hw.energy_byte_j[:, None] * dram.sum(axis=-1))
     return RawPrediction(batches=np.asarray(batches), compute_s=compute, memory_s=memory, time_s=time, dram_bytes=dram,
-                         util=util, macs=macs, weights_resident=resident, weight_bytes_total=wtotal, fits=fits,
-                         energy_j=energy)
+                         util=util, macs=macs, weights_resident=np.broadcast_to(resident[:, None], energy.shape).copy(),
+                         weight_bytes_total=wtotal, fits=fits, energy_j=energy)
 
 
 @dataclass(frozen=True)
@@ -414,7 +437,7 @@ class GridSummary:
     latency_s: np.ndarray
     dram_bytes: np.ndarray          # per batch
     compute_bound_fraction: np.ndarray
-    weights_resident: np.ndarray    # (C,)
+    weights_resident: np.ndarray    # (C, B)
     sub_batch: np.ndarray
 
 
@@ -492,8 +515,18 @@ class Prediction:
         return None if np.isnan(e).all() else e
 
     @property
-    def weights_resident(self) -> bool:
-        return bool(self.raw.weights_resident[0])
+    def weights_resident(self) -> np.ndarray:
+        """(B,) weights pinned in SRAM at each batch (the faster residency choice)."""
+        return self.raw.weights_resident[0]
+
+    @property
+    def weights_fit_sram(self) -> bool:
+        return self.weight_bytes <= self.hardware.sram_bytes
+
+    @property
+    def sub_batch(self) -> np.ndarray:
+        """(B,) the sub-batch each batch runs as (ceil(batch / sub_batch) passes)."""
+        return self.raw.sub_batch[0] if self.raw.sub_batch is not None else self.batches
 
     @property
     def weight_bytes(self) -> float:

@@ -163,7 +163,11 @@ def load_with_weights(path: Path, seed: int = 0) -> tuple[onnx.ModelProto, bool]
             if not (base / loc).is_file():
                 missing.append(init)
     if has_external and not missing:
-        onnx.load_external_data_for_model(model, str(base))
+        try:
+            onnx.load_external_data_for_model(model, str(base))
+        except (ValueError, OSError) as e:  # a data file that does not match the model
+            raise UserError(f"{path}: its external weight data does not match the model "
+                            f"({str(e).splitlines()[0][:160]})") from None
         return model, False
     if not missing:
         return model, False
@@ -172,7 +176,11 @@ def load_with_weights(path: Path, seed: int = 0) -> tuple[onnx.ModelProto, bool]
         # partial: load the external tensors whose files exist, generate the rest
         for init in model.graph.initializer:
             if init.data_location == TensorProto.EXTERNAL and init.name not in missing_names:
-                onnx.external_data_helper.load_external_data_for_tensor(init, str(base))
+                try:
+                    onnx.external_data_helper.load_external_data_for_tensor(init, str(base))
+                except (ValueError, OSError) as e:
+                    raise UserError(f"{path}: external weight data of '{init.name}' does not match the model "
+                                    f"({str(e).splitlines()[0][:160]})") from None
                 init.data_location = TensorProto.DEFAULT
                 del init.external_data[:]
     positive = set()
