@@ -103,6 +103,10 @@ def _print_run(outcome) -> None:
                   f"{err * 100:+.1f}%" if err is not None else "-")
     con = _console()
     con.print(t)
+    few = min((c.get("runs") or 0) for c in doc["configurations"]) if doc["configurations"] else 0
+    if few and few < 662:
+        con.print(f"note: p99 from as few as {few} timed runs is an estimate (MLPerf requires >= 662 queries for a p99); "
+                  "'!' marks a coefficient of variation above 0.1 (noisy host).", highlight=False)
     for n in doc.get("notes", []):
         con.print(f"note: {n}", highlight=False)
     con.print(f"results: {outcome.json_path}  {outcome.csv_path}", highlight=False)
@@ -110,8 +114,8 @@ def _print_run(outcome) -> None:
 
 def _console():
     """A rich console on stdout; wide enough for the tables when stdout is not a terminal."""
-    from rich.console import Console
-    return Console() if sys.stdout.isatty() else Console(width=180)
+    from estimator.report import console
+    return console()
 
 
 def results_command(

@@ -193,7 +193,7 @@ def load_results(paths: list[str]) -> tuple[list[tuple[Path, dict]], list[str]]:
 # ---------------------------------------------------------------------------------------------
 # Summary (AIXPRT-style: max throughput and min latency per model, host and precision)
 
-SUMMARY_COLUMNS = ["model", "host", "cpu", "provider", "precision", "max_throughput_per_s",
+SUMMARY_COLUMNS = ["model", "host", "cpu", "provider", "precision", "threads", "max_throughput_per_s",
                    "batch_at_max", "instances_at_max", "min_latency_s", "min_latency_batch",
                    "p90_batch1_s", "p99_batch1_s", "prediction_error_batch1",
                    "mean_abs_prediction_error", "configurations", "runs", "partial_runs"]
@@ -208,14 +208,16 @@ def summarize(docs: list[tuple[Path, dict]]) -> list[dict]:
         for c in doc["configurations"]:
             if c.get("status", "ok") != "ok" or not c.get("latency_s"):
                 continue
-            key = (doc["model"]["name"], host.get("hostname"), cpu, prov, c["precision"])
+            # one row per model, host, engine, precision and thread count: runs that differ in
+            # any of these are different configurations and are never merged
+            key = (doc["model"]["name"], host.get("hostname"), cpu, prov, c["precision"], c.get("threads"))
             g = groups.setdefault(key, {"cfgs": [], "runs": set(), "partial": set()})
             g["cfgs"].append(c)
             g["runs"].add(doc.get("run_id"))
             if doc.get("partial"):
                 g["partial"].add(doc.get("run_id"))
     rows = []
-    for (model, hostname, cpu, prov, prec), g in sorted(groups.items(), key=lambda kv: [str(x) for x in kv[0]]):
+    for (model, hostname, cpu, prov, prec, threads), g in sorted(groups.items(), key=lambda kv: [str(x) for x in kv[0]]):
         cfgs = g["cfgs"]
         best = max(cfgs, key=lambda c: c.get("throughput_per_s") or 0)
         b1 = [c for c in cfgs if c["batch"] == 1 and c.get("instances", 1) == 1]
@@ -225,9 +227,10 @@ def summarize(docs: list[tuple[Path, dict]]) -> list[dict]:
             fastest = min(cfgs, key=lambda c: c["latency_s"]["p50"])
         errs = [abs(c["prediction"]["error"]) for c in cfgs
                 if (c.get("prediction") or {}).get("error") is not None]
-        b1_err = (fastest.get("prediction") or {}).get("error") if b1 else None
+        b1_pred = [c for c in b1 if (c.get("prediction") or {}).get("error") is not None]
+        b1_err = min(b1_pred, key=lambda c: c["latency_s"]["p50"])["prediction"]["error"] if b1_pred else None
         rows.append({
-            "model": model, "host": hostname, "cpu": cpu, "provider": prov, "precision": prec,
+            "model": model, "host": hostname, "cpu": cpu, "provider": prov, "precision": prec, "threads": threads,
             "max_throughput_per_s": best.get("throughput_per_s"), "batch_at_max": best["batch"],
             "instances_at_max": best.get("instances", 1),
             "min_latency_s": fastest["latency_s"]["p50"], "min_latency_batch": fastest["batch"],
@@ -248,6 +251,8 @@ def _fmt(v, col: str) -> str:
             return f"{v:.1f}"
         if col.endswith("_s"):
             return f"{v * 1e3:.3f} ms"
+        if "abs" in col and "error" in col:
+            return f"{v * 100:.1f}%"
         if "error" in col:
             return f"{v * 100:+.1f}%"
         return f"{v:.1f}"
@@ -264,9 +269,9 @@ def render_summary(rows: list[dict], fmt: str) -> str | object:
         w.writeheader()
         w.writerows(rows)
         return buf.getvalue()
-    headers = ["model", "host", "precision", "max thr. (/s)", "batch", "min lat. (p50)",
+    headers = ["model", "host", "precision", "threads", "max thr. (/s)", "batch", "min lat. (p50)",
                "at batch", "p90 b1", "p99 b1", "pred. err b1", "mean |err|", "configs"]
-    keys = ["model", "host", "precision", "max_throughput_per_s", "batch_at_max", "min_latency_s",
+    keys = ["model", "host", "precision", "threads", "max_throughput_per_s", "batch_at_max", "min_latency_s",
             "min_latency_batch", "p90_batch1_s", "p99_batch1_s", "prediction_error_batch1",
             "mean_abs_prediction_error", "configurations"]
     table = [[_fmt(r[k], k) for k in keys] for r in rows]
