@@ -218,7 +218,9 @@ def _set_dims(vi: onnx.ValueInfoProto, dims: list[int]) -> None:
 
 def _apply_overrides(src: str, inputs: list[onnx.ValueInfoProto], batch: int | None,
                      input_shapes: Mapping[str, tuple[int, ...]], resolution: tuple[int, int] | None,
-                     notes: list[str]) -> None:
+                     notes: list[str]) -> dict[str, int]:
+    """Set every input dim; returns the values given to symbolic dim names ('N' -> 1), which
+    the caller substitutes wherever the model declares shapes with the same names."""
     names = [vi.name for vi in inputs]
     for key in input_shapes:
         if key not in names:
@@ -230,6 +232,7 @@ def _apply_overrides(src: str, inputs: list[onnx.ValueInfoProto], batch: int | N
             raise UserError(f"{src}: --resolution and --input {key}=... both set the image size; give one of them")
     image_inputs = [vi for vi in inputs if len(_dims(vi)) == 4 and vi.name not in input_shapes]
     defaulted: list[str] = []
+    bindings: dict[str, int] = {}
     if resolution is not None and len(image_inputs) != 1:
         raise UserError(f"{src}: --resolution needs exactly one 4-D image input, the model has {len(image_inputs)} ({', '.join(v.name for v in image_inputs) or 'none'}); use --input NAME=NxCxHxW")
     for vi in inputs:
@@ -239,6 +242,7 @@ def _apply_overrides(src: str, inputs: list[onnx.ValueInfoProto], batch: int | N
             if dims and len(want) != len(dims):
                 raise UserError(f"{src}: --input {vi.name}: the model's input has rank {len(dims)} ({_fmt_dims(dims)}), got {len(want)} dims")
             notes.append(f"input '{vi.name}' shape set to {'x'.join(map(str, want))} by --input")
+            _bind(bindings, dims, want)
             _set_dims(vi, want)
             continue
         if not vi.type.HasField("tensor_type"):
@@ -261,9 +265,30 @@ def _apply_overrides(src: str, inputs: list[onnx.ValueInfoProto], batch: int | N
             if not isinstance(d, int) or d <= 0:
                 hint = f"--resolution HxW or --input {vi.name}=..." if len(new) == 4 and k >= 2 else f"--input {vi.name}={'x'.join(str(x) if isinstance(x, int) and x > 0 else '?' for x in new)}"
                 raise UserError(f"{src}: input '{vi.name}' dim {k} ('{d if d is not None else '?'}') is not set; set it with {hint}")
+        _bind(bindings, dims, new)
         _set_dims(vi, new)
     if defaulted:
         notes.append(f"symbolic batch dim of input(s) {', '.join(defaulted)} set to 1 (change with --batch)")
+    return bindings
+
+
+def _bind(bindings: dict[str, int], old: list, new: list) -> None:
+    for o, n in zip(old, new):
+        if isinstance(o, str) and o and o not in bindings:
+            bindings[o] = int(n)
+
+
+def _substitute_dims(g: onnx.GraphProto, bindings: Mapping[str, int]) -> None:
+    """Declared shapes (value_info, outputs) that use a symbolic name bound by an input get
+    its value, so that inference and the declared shapes of ops it cannot infer agree."""
+    if not bindings:
+        return
+    for vi in list(g.value_info) + list(g.output):
+        if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+            continue
+        for d in vi.type.tensor_type.shape.dim:
+            if d.WhichOneof("value") == "dim_param" and d.dim_param in bindings:
+                d.dim_value = bindings[d.dim_param]
 
 
 def _fmt_dims(dims: list) -> str:
@@ -423,7 +448,8 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     order = _topo_order(src, plain, names, available)
 
     # 4. Input dims.
-    _apply_overrides(src, real_inputs, batch, dict(input_shapes or {}), resolution, notes)
+    bindings = _apply_overrides(src, real_inputs, batch, dict(input_shapes or {}), resolution, notes)
+    _substitute_dims(g, bindings)
     for vi in real_inputs:
         n = elems_of(tuple(_dims(vi)))  # all ints now
         if n is not None and n > _ABSURD_ELEMS:

@@ -259,3 +259,19 @@ def test_peak_live_memory_by_hand():
     t = api._analyze_graph(load_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])))
     assert t.totals.peak_activation_bytes == 48
     assert t.totals.max_activation_bytes == 16
+
+
+def test_declared_shapes_with_bound_symbolic_dims(tmp_path):
+    # An op ONNX cannot infer (custom domain) whose output shape the model declares with the
+    # same symbolic batch name as the input: once the batch is set, the declared shape is known
+    # and the Conv after it is costed.
+    w = numpy_helper.from_array(np.ones((8, 16, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Fancy", ["x"], ["f"], name="fancy", domain="com.acme"),
+             helper.make_node("Conv", ["f", "w"], ["y"], name="conv")]
+    g = helper.make_graph(nodes, "c", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w],
+                          value_info=[helper.make_tensor_value_info("f", TensorProto.FLOAT, ["N", 16, 8, 8])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.acme", 1)])
+    t = api._analyze_graph(load_graph(m, batch=2), batch=2)
+    assert t.totals.macs == 2 * 8 * 16 * 64
+    assert t.totals.unsupported_ops == {"com.acme.Fancy": 1} and not t.totals.uncosted_ops
