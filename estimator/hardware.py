@@ -57,6 +57,8 @@ WINOGRAD_WEIGHTS: tuple[str, ...] = ("transformed", "expand_on_load")
 #: Efficiencies are multipliers on peak rates; > 1 is allowed (calibration may find the
 #: analytic count pessimistic) but bounded so that unit mistakes (80 for 0.8) are caught.
 EFFICIENCY_MAX = 10.0
+#: No number in a profile is larger than this (1e21 bytes is a zettabyte): a typo guard.
+ABSURD = 1e21
 
 #: A per-layer overhead of a second or more is a unit mistake (ms or us written as s).
 LAYER_OVERHEAD_MAX_S = 1.0
@@ -379,6 +381,8 @@ def _number(origin: str, path: str, value: Any, unit: str, *, integer: bool = Fa
         _fail(origin, path, f"expected {kind} ({unit}), got {_describe(value)}")
     if isinstance(number, float) and not math.isfinite(number):
         _fail(origin, path, f"must be a finite number ({unit}), got {_describe(value)}")
+    if abs(number) > ABSURD:
+        _fail(origin, path, f"{_fmt(number)} {unit} is absurd (limit {_fmt(ABSURD)}); check the unit")
     if integer:
         if isinstance(number, float):
             if not number.is_integer():

@@ -400,3 +400,15 @@ def test_only_hardware_module_imports_yaml():
         if path.name != "hardware.py" and "import yaml" in path.read_text(encoding="utf-8")
     ]
     assert offenders == []
+
+
+def test_absurd_number_is_rejected(tmp_path):
+    import pytest as _pytest
+
+    from estimator.errors import UserError as _UE
+    from estimator.hardware import profile_from_dict as _pfd
+
+    d = {"schema_version": 1, "name": "x", "source": "s", "clock_hz": 1e9, "mac_units": {"int8": 1},
+         "sram_bytes": 1e30, "dram_bandwidth_bytes_per_s": 1e9}
+    with _pytest.raises(_UE, match="sram_bytes.*absurd"):
+        _pfd(d, "x.yaml")
