@@ -298,7 +298,21 @@ def _fmt_dims(dims: list) -> str:
 # ----------------------------------------------------------------------------- attributes
 
 
+_A = onnx.AttributeProto
+
+
 def _attr_value(a: onnx.AttributeProto) -> Any:
+    t = a.type
+    if t == _A.INT:
+        return a.i
+    if t == _A.INTS:
+        return tuple(a.ints)
+    if t == _A.FLOAT:
+        return a.f
+    if t == _A.FLOATS:
+        return tuple(a.floats)
+    if t == _A.STRING:
+        return a.s.decode("utf-8", "replace")
     if a.type == onnx.AttributeProto.GRAPH or a.type == onnx.AttributeProto.GRAPHS:
         return "<subgraph>"
     if a.type == onnx.AttributeProto.TENSOR:
