@@ -512,6 +512,17 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
             const_nodes.add(names[i])
             static.update(outs)
 
+    # initializers no top-level node reads: unused, or read inside If/Loop/Scan bodies (which
+    # this tool does not descend into): say so, never count them silently as zero or as params
+    read = {x for p in plain for x in p[2] if x}
+    unread = [k for k in init_info if k not in read]
+    if unread:
+        n_el = sum(init_info[k].elems or 0 for k in unread)
+        where = (" (control-flow bodies are not analyzed: their weights and ops are not counted)"
+                 if any(p[0] in _SUBGRAPH_OPS for p in plain) else "")
+        notes.append(f"{len(unread)} initializer(s) ({n_el:,} elements) are not read by any top-level node and are not "
+                     f"counted as params{where}")
+
     out_nodes = tuple(
         Node(names[i], plain[i][0], plain[i][1] if plain[i][1] != "ai.onnx" else "", plain[i][2], plain[i][3],
              {a.name: _attr_value(a) for a in nodes[i].attribute}
