@@ -28,12 +28,14 @@ so a 50 us layer and a 50 ms model count alike):
 Bounds: efficiencies in [EFF_MIN, EFF_MAX] (the profile schema allows (0, 10]), overhead in
 [0, OVERHEAD_MAX_S]. The bounded problem is solved by a small projected active-set loop
 (variables that leave their bounds are clamped and the rest re-solved), numpy only.
-A class that has no work in the data keeps the input profile's value (and the notes say so).
+A class that carries less than MIN_CLASS_SHARE (2%) of every model's compute time, or whose layers are all
+DRAM-bound at the solution, keeps the input profile's value (the report and notes say so).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -49,6 +51,7 @@ EFF_MIN = 0.01
 EFF_MAX = 10.0
 OVERHEAD_MAX_S = 1e-3
 MAX_OUTER = 30
+MIN_CLASS_SHARE = 0.02
 
 
 # ----------------------------------------------------------------------------- data
@@ -65,6 +68,7 @@ class ConfigObs:
     measured_s: float                      # p50 end-to-end latency
     groups: tuple[tuple[str, float, tuple[int, ...]], ...]  # (head node, measured_s, member layer indices)
     kernel_total_s: float | None = None
+    layer_scale: float = 1.0               # measured layer times were multiplied by this
 
 
 @dataclass(frozen=True)
@@ -81,16 +85,17 @@ class Dataset:
     models: tuple[ModelData, ...]
     precision: str
     files: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
 
     @property
     def model_names(self) -> list[str]:
         return [m.name for m in self.models]
 
     def without(self, model: str) -> "Dataset":
-        return Dataset(tuple(m for m in self.models if m.name != model), self.precision, self.files)
+        return Dataset(tuple(m for m in self.models if m.name != model), self.precision, self.files, self.skipped)
 
     def only(self, model: str) -> "Dataset":
-        return Dataset(tuple(m for m in self.models if m.name == model), self.precision, self.files)
+        return Dataset(tuple(m for m in self.models if m.name == model), self.precision, self.files, self.skipped)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -98,16 +103,27 @@ class Dataset:
                 "layer_groups": sum(len(c.groups) for m in self.models for c in m.configs)}
 
 
-def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: str) -> Dataset:
+def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: str, *,
+                  rescale_layers: bool = True, max_other_busy_pct: float | None = None) -> Dataset:
     """(file, results document, CostTable of that model at batch 1 and `precision`) -> Dataset.
 
+    rescale_layers: per-layer times are multiplied by p50 / kernel_total_s so that they sum
+    to the measured end-to-end latency. The per-layer profile is a separate, shorter pass
+    (docs/validation.md): on a busy host its level is disturbed more than its shape, and the
+    executor's time between kernels is not in it. The per-layer rows then fit how the time is
+    split among layers; the level comes from the interleaved p50. The factor is kept
+    (ConfigObs.layer_scale) and reported.
+
     Configurations of other precisions, with more than one instance, failed or without a
-    p50 are left out. Per-layer groups: a node with measured time > 0 and no ``fused_into``
+    p50 are left out; so are, with max_other_busy_pct, configurations during whose timed runs
+    other processes kept the host busier than that (``load.other_busy_pct_during``: the
+    measurement was disturbed). Dataset.skipped lists what was left out and why. Per-layer groups: a node with measured time > 0 and no ``fused_into``
     is a group head; nodes with ``fused_into`` join their head's group. Nodes the analyzer
     does not know (by name) are ignored (their time still counts end to end).
     """
     by_model: dict[str, list] = {}
     tables: dict[str, CostTable] = {}
+    skipped: list[str] = []
     for file, doc, table in entries:
         name = doc["model"]["name"]
         tables.setdefault(name, table)
@@ -117,6 +133,11 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
                 continue
             lat = c.get("latency_s") or {}
             if not lat.get("p50"):
+                continue
+            other = (c.get("load") or {}).get("other_busy_pct_during")
+            if max_other_busy_pct is not None and other is not None and other > max_other_busy_pct:
+                skipped.append(f"{name} b{c['batch']} ({os.path.basename(file)}): other processes used "
+                               f"{other:.0f}% of the host during the timed runs")
                 continue
             members: dict[str, list[int]] = {}
             heads: dict[str, float] = {}
@@ -128,18 +149,22 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
                     head = l["name"]
                 if l["name"] in index:
                     members.setdefault(head, []).append(index[l["name"]])
-            groups = tuple((h, t, tuple(members.get(h, ()))) for h, t in heads.items())
+            kt = (c.get("layer_totals") or {}).get("kernel_total_s") or sum(heads.values())
+            scale = float(lat["p50"]) / kt if rescale_layers and kt else 1.0
+            groups = tuple((h, t * scale, tuple(members.get(h, ()))) for h, t in heads.items())
             by_model.setdefault(name, []).append(ConfigObs(
                 file=file, model=name, batch=int(c["batch"]), precision=precision, measured_s=float(lat["p50"]),
-                groups=groups, kernel_total_s=(c.get("layer_totals") or {}).get("kernel_total_s")))
+                groups=groups, kernel_total_s=kt, layer_scale=scale))
     models = []
     for name, cfgs in by_model.items():
         la = LayerArrays.from_table(tables[name])
         # one observation per (file, batch); keep them all (repeated runs average in the fit)
         models.append(ModelData(name=name, layers=la, configs=tuple(sorted(cfgs, key=lambda c: (c.batch, c.file)))))
     if not models:
-        raise UserError(f"no usable {precision} configurations in the results (need single-instance runs with a p50)")
-    return Dataset(tuple(sorted(models, key=lambda m: m.name)), precision, tuple(dict.fromkeys(e[0] for e in entries)))
+        why = f" ({len(skipped)} left out as disturbed: raise --max-other-busy or re-run)" if skipped else ""
+        raise UserError(f"no usable {precision} configurations in the results (need single-instance runs with a p50){why}")
+    return Dataset(tuple(sorted(models, key=lambda m: m.name)), precision, tuple(dict.fromkeys(e[0] for e in entries)),
+                   tuple(skipped))
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -200,31 +225,62 @@ def _r4(x: float) -> float:
 
 @dataclass(frozen=True)
 class _Basis:
-    comp: np.ndarray      # (B, L) compute seconds at efficiency 1
-    mem: np.ndarray       # (B, L) memory seconds at efficiency 1
+    """Per-layer compute and memory seconds at efficiency 1 for every sub-batch the roofline
+    may run (evaluate(): powers of two and the measured batches), so that the fit picks the
+    sub-batch exactly as the roofline does with the current parameters."""
+
+    cand: np.ndarray      # (S,) candidate sub-batches
+    comp: np.ndarray      # (V, S, L) compute seconds of one pass at efficiency 1; V: streamed[, pinned] weights
+    mem: np.ndarray       # (V, S, L) memory seconds of one pass at efficiency 1
     costed: np.ndarray    # (L,) bool: gets the overhead
     cls: np.ndarray       # (L,) class index
+
+    def terms(self, batch: int, p: "Params") -> tuple[np.ndarray, np.ndarray, float]:
+        """(compute (L,), memory (L,), passes) at efficiency 1 for what the roofline picks for
+        `batch` under p: per sub-batch the faster of pinned and streamed weights
+        (roofline._best_residency), then the fastest number of passes x pass time."""
+        best = None
+        for si, sb in enumerate(self.cand):
+            if sb > batch:
+                continue
+            lat = [_times(self.comp[v, si], self.mem[v, si], self, p).sum() for v in range(self.comp.shape[0])]
+            v = 1 if len(lat) > 1 and lat[1] <= lat[0] else 0
+            n = math.ceil(batch / sb)
+            t = n * lat[v]
+            if best is None or t < best[0]:
+                best = (t, v, si, n)
+        _, v, si, n = best
+        return self.comp[v, si], self.mem[v, si], float(n)
+
+
+def _times(comp: np.ndarray, mem: np.ndarray, basis: _Basis, p: "Params") -> np.ndarray:
+    return np.maximum(comp * p.x_class[basis.cls], mem * p.x_mem) + p.overhead_s * basis.costed
 
 
 def _unit_profile(profile: HardwareProfile) -> HardwareProfile:
     return with_overrides(profile, efficiency={"compute": 1.0, "memory": 1.0}, layer_overhead_s=0.0)
 
 
-def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> tuple[_Basis, dict[int, int]]:
-    """Per-layer compute and memory seconds at efficiency 1, for the batches measured."""
-    batches = sorted({c.batch for c in m.configs})
-    raw = evaluate(m.layers, HwArrays.from_profiles([unit], precision), batches)
+def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> _Basis:
+    from .roofline import _evaluate_plain  # one pass per batch, no sub-batch or residency choice
+
+    want = sorted({c.batch for c in m.configs})
+    top = max(want)
+    cand = sorted(set(want) | {1 << k for k in range(top.bit_length()) if (1 << k) <= top})
+    hw = HwArrays.from_profiles([unit], precision)
+    variants = [_evaluate_plain(m.layers, hw, cand, pin_weights=False)]
+    if np.any(variants[0].weight_bytes_total <= hw.sram_bytes):
+        variants.append(_evaluate_plain(m.layers, hw, cand, pin_weights=True))
     costed = m.layers.costed & ~m.layers.is_view
-    bidx = {b: i for i, b in enumerate(batches)}
-    comp = raw.compute_s[0]
-    mem = raw.memory_s[0]
-    return _Basis(comp=comp, mem=mem, costed=costed, cls=m.layers.class_idx), bidx
+    if m.layers.fused is not None:  # fused epilogues get no overhead (estimator.roofline)
+        costed = costed & ~m.layers.fused
+    return _Basis(cand=np.array(cand), comp=np.stack([r.compute_s[0] for r in variants]),
+                  mem=np.stack([r.memory_s[0] for r in variants]), costed=costed, cls=m.layers.class_idx)
 
 
-def _layer_times(basis: _Basis, bi: int, p: Params) -> np.ndarray:
-    c = basis.comp[bi] * p.x_class[basis.cls]
-    mm = basis.mem[bi] * p.x_mem
-    return np.maximum(c, mm) + p.overhead_s * basis.costed
+def _layer_times(basis: _Basis, batch: int, p: Params) -> np.ndarray:
+    comp, mem, n = basis.terms(batch, p)
+    return n * _times(comp, mem, basis, p)
 
 
 # ----------------------------------------------------------------------------- fit
@@ -271,22 +327,46 @@ def _bvls(A: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, free: np
     return np.clip(x, lo, hi) * free + x0 * ~free
 
 
+#: Deterministic starting points (efficiency for every compute class, memory efficiency) tried
+#: besides the input profile's values; the alternation can settle on a self-consistent but
+#: wrong choice of branches, so the start with the lowest true (max-based) residual wins.
+STARTS = ((1.0, 1.0), (0.5, 0.5), (0.25, 1.0), (1.0, 0.25), (0.1, 0.1))
+
+
 def fit(data: Dataset, profile: HardwareProfile, *, use_layers: bool = True, use_e2e: bool = True,
         prior: Params | None = None) -> FitResult:
     """Fit Params to the dataset (see the module docstring for the model and the rows)."""
     unit = _unit_profile(profile)
-    nC = len(LAYER_CLASSES)
-    nP = nC + 2
     prior = prior or Params.from_profile(profile)
     bases = [_basis(m, unit, data.precision) for m in data.models]
+    nC = len(LAYER_CLASSES)
+    starts = [prior] + [Params(np.full(nC, 1.0 / e), 1.0 / mm, prior.overhead_s) for e, mm in STARTS]
+    best = None
+    for st in starts:
+        r = _fit_from(data, bases, st, prior, use_layers, use_e2e)
+        if best is None or r.residual_rms < best.residual_rms - 1e-12:
+            best = r
+    return best
+
+
+def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bool, use_e2e: bool) -> FitResult:
+    nC = len(LAYER_CLASSES)
+    nP = nC + 2
     # which classes have work in the data
     work = np.zeros(nC)
-    for (b, _), m in zip(bases, data.models):
-        np.add.at(work, b.cls, b.comp.sum(axis=0))
-    free = np.r_[work > 0, True, True]
+    major = np.zeros(nC, dtype=bool)   # carries >= MIN_CLASS_SHARE of some model's compute time
+    for b in bases:
+        wm = np.zeros(nC)
+        np.add.at(wm, b.cls, b.comp[0].sum(axis=0))
+        work += wm
+        major |= (wm > 0) & (wm >= MIN_CLASS_SHARE * wm.sum())
+    # a class is fitted only if it carries at least MIN_CLASS_SHARE of some model's compute time: a
+    # class seen only in a few small layers (the classifier GEMM of a CNN) would otherwise be
+    # set by them and then mispredict models where it dominates (a transformer's GEMMs)
+    free = np.r_[major, True, True]
     lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, 0.0]
     hi = np.r_[np.full(nC, 1.0 / EFF_MIN), 1.0 / EFF_MIN, OVERHEAD_MAX_S]
-    theta = np.clip(prior.vector(), lo, hi)
+    theta = np.clip(np.where(free, start.vector(), prior.vector()), lo, hi)
     prev_branch = None
     it = 0
     converged = False
@@ -296,19 +376,18 @@ def fit(data: Dataset, profile: HardwareProfile, *, use_layers: bool = True, use
         p = Params.from_vector(theta)
         A_rows, y_rows, branch_all = [], [], []
         rows_l = rows_e = 0
-        for (b, bidx), m in zip(bases, data.models):
+        for b, m in zip(bases, data.models):
             for c in m.configs:
-                bi = bidx[c.batch]
-                comp = b.comp[bi] * p.x_class[b.cls]
-                mem = b.mem[bi] * p.x_mem
-                is_comp = comp >= mem
+                comp0, mem0, npass = b.terms(c.batch, p)
+                comp0, mem0 = comp0 * npass, mem0 * npass
+                is_comp = comp0 * p.x_class[b.cls] >= mem0 * p.x_mem
                 branch_all.append(is_comp)
                 # per-layer design rows (L, nP)
                 R = np.zeros((len(b.cls), nP))
                 idx = np.arange(len(b.cls))
-                R[idx[is_comp], b.cls[is_comp]] = b.comp[bi][is_comp]
-                R[idx[~is_comp], nC] = b.mem[bi][~is_comp]
-                R[:, nC + 1] = b.costed
+                R[idx[is_comp], b.cls[is_comp]] = comp0[is_comp]
+                R[idx[~is_comp], nC] = mem0[~is_comp]
+                R[:, nC + 1] = b.costed * npass
                 n_groups = 0
                 if use_layers:
                     for _, t, members in c.groups:
@@ -335,14 +414,44 @@ def fit(data: Dataset, profile: HardwareProfile, *, use_layers: bool = True, use
         As = A / scale
         sol = _bvls(As, y, lo * scale, hi * scale, free, theta * scale)
         theta = sol / scale
-        rms = float(np.sqrt(np.mean((A @ theta - y) ** 2)))
         branch = np.concatenate(branch_all) if branch_all else np.zeros(0, dtype=bool)
         if prev_branch is not None and np.array_equal(branch, prev_branch):
             converged = True
             break
         prev_branch = branch
-    fitted = tuple(c for c, w in zip(LAYER_CLASSES, work) if w > 0)
+    # a class whose layers are all memory-bound at the solution is not identified by the data:
+    # it keeps the input profile's value
+    bound = np.zeros(nC, dtype=bool)
+    p = Params.from_vector(theta)
+    for b, m in zip(bases, data.models):
+        for c in m.configs:
+            comp0, mem0, _ = b.terms(c.batch, p)
+            is_comp = (comp0 * p.x_class[b.cls] >= mem0 * p.x_mem) & (comp0 > 0)
+            bound[np.unique(b.cls[is_comp])] = True
+    keep = free[:nC] & bound
+    theta[:nC] = np.where(keep, theta[:nC], np.clip(prior.x_class, lo[:nC], hi[:nC]))
+    rms = _true_rms(data, bases, Params.from_vector(theta), use_layers, use_e2e)
+    fitted = tuple(c for c, k in zip(LAYER_CLASSES, keep) if k)
     return FitResult(Params.from_vector(theta), fitted, it, converged, rows_l, rows_e, rms)
+
+
+def _true_rms(data: Dataset, bases, p: Params, use_layers: bool, use_e2e: bool) -> float:
+    """RMS of the weighted relative residuals with the real max() (the fit's objective)."""
+    res = []
+    for b, m in zip(bases, data.models):
+        for c in m.configs:
+            t = _layer_times(b, c.batch, p)
+            n = 0
+            if use_layers:
+                for _, meas, members in c.groups:
+                    if members and meas > 0:
+                        pr = t[list(members)].sum()
+                        if pr > 0:
+                            res.append(pr / meas - 1)
+                            n += 1
+            if use_e2e:
+                res.append(math.sqrt(max(n, 1)) * (t.sum() / c.measured_s - 1))
+    return float(np.sqrt(np.mean(np.square(res)))) if res else float("nan")
 
 
 # ----------------------------------------------------------------------------- prediction and errors
@@ -459,8 +568,9 @@ def calibrate(data: Dataset, profile: HardwareProfile, *, cross_validate: bool =
             missing = [c for c in LAYER_CLASSES if c not in f.fitted_classes
                        and _has_class(m, LAYER_CLASSES.index(c))]
             if missing:
-                notes.append(f"cross-validation, {m.name} held out: classes {', '.join(missing)} have no work in the "
-                             "other models; their efficiency stays at the input profile's value")
+                notes.append(f"cross-validation, {m.name} held out: {', '.join(missing)} not fitted from the other "
+                             f"models (no or too little work: < {MIN_CLASS_SHARE:.0%} of each one's compute time); "
+                             "efficiency kept at the input profile's value")
             pts_cv += predict_dataset(data.only(m.name), apply_params(profile, f.params, f.fitted_classes))
     elif cross_validate:
         notes.append("cross-validation needs results of at least two models")
@@ -481,3 +591,17 @@ def evaluate_on(data: Dataset, profile: HardwareProfile) -> tuple[dict, list[dic
 def _has_class(m: ModelData, ci: int) -> bool:
     la = m.layers
     return bool(((la.class_idx == ci) & la.costed & ~la.is_view & ((la.macs > 0) | (la.non_mac > 0))).any())
+
+
+def host_identity(profile_source: str) -> tuple[str | None, str | None]:
+    """(hostname, cpu model) that `estimate hw detect` records in a profile's source
+    ("...; host: NAME; cpu: MODEL"), or (None, None) for profiles not made by detect."""
+    text = profile_source or ""
+    if "host: " not in text:
+        return None, None
+    tail = text.split("host: ", 1)[1]
+    hostname = tail.split(";", 1)[0].strip()
+    cpu = None
+    if "cpu: " in tail:
+        cpu = tail.split("cpu: ", 1)[1].split(" | ", 1)[0].strip().splitlines()[0].strip()
+    return hostname, cpu

@@ -88,6 +88,8 @@ class LayerArrays:
     in_pad: np.ndarray = field(default=None, repr=False)    # (L, k) input tensors of each layer, T = none
     out_pad: np.ndarray = field(default=None, repr=False)   # (L, k) output tensors of each layer, T = none
     cons_pad: np.ndarray = field(default=None, repr=False)  # (T, k) consumer layers of each tensor, L = none
+    fused: np.ndarray = field(default=None, repr=False)     # (L,) bool: epilogue fused into its producer
+    fused_input: np.ndarray = field(default=None, repr=False)  # (T,) bool: tensor consumed only by a fused epilogue
 
     @classmethod
     def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = ()) -> "LayerArrays":
@@ -153,6 +155,7 @@ class LayerArrays:
             for i, r in enumerate(rows):
                 out[i, :len(r)] = r
             return out
+        fused, fused_in = _epilogues(layers, is_view, alias, index, cons_of, producer, T)
         return cls(
             names=tuple(l.name for l in layers), op_types=tuple(l.op_type for l in layers),
             macs=np.array([l.macs for l in layers], dtype=np.float64),
@@ -164,7 +167,38 @@ class LayerArrays:
             is_view=is_view, costed=np.array([l.status == "ok" for l in layers], dtype=bool),
             class_idx=np.array([cls_index.get(l.layer_class, cls_index["other"]) for l in layers], dtype=np.int64),
             tensor_bytes=tb, producer=prod, is_output=is_out, edge_tensor=et, edge_layer=el, ws_bytes=ws,
-            in_pad=pad(ins_of, T), out_pad=pad(outs_of, T), cons_pad=pad(cons_of, L))
+            in_pad=pad(ins_of, T), out_pad=pad(outs_of, T), cons_pad=pad(cons_of, L),
+            fused=fused, fused_input=fused_in)
+
+
+#: Element-wise ops that inference runtimes fuse into the epilogue of the contraction that
+#: produces their input (BatchNormalization folded into the weights, activations applied to
+#: the output tile while it is in registers): onnxruntime's Conv/Gemm fusions, TensorRT,
+#: TFLite and NPU compilers all do this.
+EPILOGUE_OPS = frozenset({"BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid",
+                          "HardSwish", "Elu", "Selu", "Softplus", "Mish"})
+
+
+def _epilogues(layers, is_view, alias, index, cons_of, producer, T):
+    """(fused (L,), fused_input (T,)): a layer is a fused epilogue when its op is in
+    EPILOGUE_OPS and its data input is produced by a contraction layer (or by another fused
+    epilogue) and read by nothing else. A fused layer costs no compute time and no overhead;
+    the tensor between it and its producer never goes to DRAM. Residual adds are not fused."""
+    L = len(layers)
+    fused = np.zeros(L, dtype=bool)
+    fused_in = np.zeros(T, dtype=bool)
+    prod_of = {t: l for t, l in producer.items()}
+    for i, l in enumerate(layers):
+        if is_view[i] or l.op_type not in EPILOGUE_OPS or not l.inputs or l.status != "ok":
+            continue
+        t = index.get(alias.get(l.inputs[0], l.inputs[0]))
+        if t is None or t not in prod_of or len(cons_of[t]) != 1:
+            continue
+        p = prod_of[t]
+        if layers[p].kind == "contraction" or fused[p]:
+            fused[i] = True
+            fused_in[t] = True
+    return fused, fused_in
 
 
 @dataclass(frozen=True)
@@ -375,6 +409,8 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     b = np.asarray(batches, dtype=np.float64)[None, :, None]          # (1, B, 1)
     C = hw.count
     costed = la.costed & ~la.is_view
+    # fused epilogues (BN, activations after a conv/gemm) cost no compute and no overhead
+    active = costed & ~la.fused if la.fused is not None else costed
     # Winograd per configuration; columns that are equal across configurations stay (1, L)
     tile = hw.wino_tile
     uni = _uniform_rows
@@ -402,7 +438,7 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     # (and vector) peak"): element-wise layers have no MACs, so this is what calibrates them
     vec_rate = (hw.vector_ops_per_s[:, None] * eff)[:, None, :]         # (C, 1, L)
     compute = b * macs[:, None, :] / mac_rate + b * la.non_mac[None, None, :] / vec_rate
-    compute = np.where(costed[None, None, :], compute, 0.0)
+    compute = np.where(active[None, None, :], compute, 0.0)
 
     # residency of activations
     fits = (b * la.ws_bytes[None, None, :]) <= act_cap[:, None, None]    # (C, B, L)
@@ -412,6 +448,8 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     prod = la.producer
     prod_fit = np.where(prod[None, None, :] >= 0, fits[..., np.maximum(prod, 0)], False)
     offchip = ~(prod_fit & cons_fit)                                     # (C, B, T)
+    if la.fused_input is not None:                                       # producer -> fused epilogue: on chip
+        offchip = offchip & ~la.fused_input[None, None, :]
     tbytes = b * la.tensor_bytes[None, None, :]                          # (1, B, T)
     zero = np.zeros(fits.shape[:2] + (1,))
     reads = np.concatenate([tbytes * offchip, zero], axis=-1)[..., la.in_pad].sum(axis=-1)          # (C, B, L)
@@ -421,7 +459,7 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     dram = reads + writes + weight_traffic[:, None, :]                   # (C, B, L) per batch
     dram = np.where(costed[None, None, :], dram, 0.0)
     memory = dram / (hw.dram_bytes_per_s * hw.mem_eff)[:, None, None]
-    time = np.maximum(compute, memory) + np.where(costed, 1.0, 0.0)[None, None, :] * hw.overhead_s[:, None, None]
+    time = np.maximum(compute, memory) + np.where(active, 1.0, 0.0)[None, None, :] * hw.overhead_s[:, None, None]
     energy = (hw.energy_mac_j[:, None] * (b[..., 0] * macs.sum(axis=1)[:, None])
               + hw.energy_byte_j[:, None] * dram.sum(axis=-1))
     return RawPrediction(batches=np.asarray(batches), compute_s=compute, memory_s=memory, time_s=time, dram_bytes=dram,

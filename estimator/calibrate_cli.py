@@ -1,0 +1,370 @@
+"""`estimate hw detect` and `estimate calibrate`: thin typer commands (I/O only).
+
+The measurement lives in estimator.validate.detect (the only code touching onnxruntime), the
+fit in estimator.calibrate (pure). `register(app)` adds both to the main app.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import UserError
+
+hw_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                     help="Hardware profiles of this host: `estimate hw detect -o host.yaml`.")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+@hw_app.command("detect")
+def detect_command(
+    output: Path = typer.Option(..., "--output", "-o", help="The profile YAML to write."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file."),
+    quick: bool = typer.Option(False, "--quick", help="Small problems and short runs (a few seconds; rough figures)."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="Threads for the kernel benchmarks (default: usable cores, as `estimate validate`)."),
+) -> None:
+    """Measure this host (onnxruntime GEMM/Conv rates, element-wise rate, STREAM-like DRAM
+    bandwidth; caches and SIMD flags from /proc and /sys) and write it as a hardware profile."""
+    from . import hardware
+
+    target = output.expanduser()
+    if target.exists() and not force:
+        raise UserError(f"{target}: already exists (not overwritten; pass --force to replace it)")
+    if not target.parent.is_dir():
+        raise UserError(f"{target}: directory {target.parent} does not exist")
+    if threads is not None and threads < 1:
+        raise UserError("--threads must be >= 1")
+    try:
+        from .validate import detect as det
+    except ImportError as e:  # pragma: no cover - onnxruntime missing
+        raise UserError(f"hw detect needs onnxruntime ({e}); pip install onnxruntime") from None
+    argv = "estimate hw detect" + (" --quick" if quick else "")
+    d = det.detect(quick=quick, threads=threads)
+    profile = hardware.profile_from_dict(det.profile_dict(d, argv), origin=str(target))
+    hardware.dump_profile(profile, target, overwrite=force)
+    m = d.measurements
+    con = _console()
+    con.print(f"wrote {target}: {profile.name}", highlight=False)
+    for k in ("gemm_fp32", "gemm_int8", "conv3x3_fp32", "conv1x1_fp32", "depthwise_fp32", "add_fp32", "stream_copy", "stream_triad"):
+        if k in m:
+            con.print(f"  {k:15s} {m[k].value:10.4g} {m[k].unit:6s} ({m[k].detail})", highlight=False)
+    con.print(f"  sram_bytes (LLC) {profile.sram_bytes}, load average before {d.load_before}", highlight=False)
+
+
+# ----------------------------------------------------------------------------- calibrate
+
+
+def _read_results(paths: List[str]) -> list[tuple[str, dict]]:
+    from .validate import results as res
+
+    files = res.find_result_files(paths)
+    out = []
+    for f in files:
+        try:
+            doc = json.loads(Path(f).read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"{f}: not a readable results JSON ({e})") from None
+        if not isinstance(doc, dict) or doc.get("schema") not in (None, res.SCHEMA_NAME) or res.schema_problems(doc):
+            continue
+        out.append((str(f), doc))
+    return out
+
+
+def _builtin_base(doc: dict) -> tuple[str, tuple[int, int] | None, int | None]:
+    name = doc["model"]["name"]
+    st = doc.get("settings") or {}
+    res = tuple(st["resolution"]) if st.get("resolution") else None
+    seq = st.get("seq_len")
+    base = name
+    if seq and base.endswith(f"-s{seq}"):
+        base = base[: -len(f"-s{seq}")]
+    if res and base.endswith(f"-{res[0]}x{res[1]}"):
+        base = base[: -len(f"-{res[0]}x{res[1]}")]
+    return base, res, seq
+
+
+def _model_table(file: str, doc: dict, precision: str, cache: dict):
+    """The CostTable of the model a results file measured, after checking it is the same
+    version (sha256) as the current file or the current build of the built-in."""
+    from . import api
+    from .validate import modelprep
+
+    m = doc["model"]
+    key = (m["name"], m["sha256"])
+    if key in cache:
+        return cache[key]
+    if m.get("builtin"):
+        base, res, seq = _builtin_base(doc)
+        path = modelprep.resolve_model(base, resolution=res, seq_len=seq).path
+        what = f"the current build of built-in '{base}'"
+    else:
+        path = Path(m.get("path") or "")
+        what = str(path)
+        if not path.is_file():
+            raise UserError(f"{file}: the measured model file {path} no longer exists (cannot re-analyze it)")
+    sha = modelprep.sha256_file(path)
+    if sha != m["sha256"]:
+        raise UserError(f"{file}: results are for another version of model '{m['name']}' "
+                        f"(sha256 {m['sha256'][:12]}..., {what} has {sha[:12]}...); re-run estimate validate")
+    table = api.analyze(str(path), batch=1, precision=precision)
+    cache[key] = table
+    return table
+
+
+def _check_host(profile, docs: list[tuple[str, dict]], hw: str) -> None:
+    from .calibrate import host_identity
+
+    hosts = {(d["host"].get("hostname"), (d["host"].get("cpu") or {}).get("model")) for _, d in docs}
+    if len(hosts) > 1:
+        raise UserError("results come from several hosts (" + ", ".join(f"{h} ({c})" for h, c in sorted(hosts, key=str))
+                        + "): calibrate one host at a time")
+    hostname, cpu = host_identity(profile.source)
+    if hostname is None:
+        return
+    (rh, rc), = hosts
+    if rh != hostname or (cpu and rc and rc != cpu):
+        f = next(f for f, d in docs)
+        raise UserError(f"{f}: measured on host '{rh}' ({rc}) but profile {hw} describes host '{hostname}' ({cpu}): "
+                        "calibrate a profile detected on the host that ran the validation")
+
+
+def calibrate_command(
+    results: List[str] = typer.Argument(..., help="Validation result JSON files or directories (searched recursively)."),
+    hw: str = typer.Option(..., "--hw", help="The profile to calibrate (path or shipped name), e.g. from `estimate hw detect`."),
+    output: Path = typer.Option(..., "--output", "-o", help="The calibrated profile YAML to write."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the error report as JSON here."),
+    precision: Optional[str] = typer.Option(None, "--precision", "-p", help="Fit the configurations of this precision (default: the one in the results)."),
+    force: bool = typer.Option(False, "--force", help="Replace existing output files."),
+    cv: bool = typer.Option(True, "--cv/--no-cv", help="Leave-one-model-out cross-validation in the report."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json | markdown (the report on stdout)."),
+    max_other_busy: float = typer.Option(20.0, "--max-other-busy", help="Leave out configurations during whose timed runs "
+                                         "other processes used more than this % of the host (disturbed); 100 keeps all."),
+    test: Optional[List[str]] = typer.Option(None, "--test", help="Result files or directories NOT used in the fit: "
+                                              "their error with the calibrated profile is reported (repeatable)."),
+) -> None:
+    """Fit the profile's efficiencies (per layer class, memory) and per-layer overhead to
+    measured per-layer and end-to-end times; write the calibrated profile and the error report."""
+    from . import calibrate as cal
+    from . import hardware
+
+    if fmt not in ("table", "json", "markdown"):
+        raise UserError(f"--format {fmt!r}: choose table, json or markdown")
+    out = output.expanduser()
+    for p in (out, report):
+        if p is not None and p.exists() and not force:
+            raise UserError(f"{p}: already exists (not overwritten; pass --force to replace it)")
+    profile = hardware.load_profile(hw)
+    docs = _read_results(results)
+    if not docs:
+        raise UserError(f"no validation results found in {', '.join(results)} (run `estimate validate MODEL --out DIR` first)")
+    precs = sorted({c.get("precision") for _, d in docs for c in d.get("configurations", [])} - {None})
+    if precision is None:
+        if len(precs) > 1:
+            raise UserError(f"the results hold several precisions ({', '.join(precs)}): choose one with --precision")
+        precision = precs[0] if precs else "fp32"
+    if precision not in profile.mac_units:
+        raise UserError(f"results are {precision} but profile {hw} has no MAC rate for it "
+                        f"(it has: {', '.join(profile.precisions)})")
+    if precision not in precs:
+        raise UserError(f"no {precision} configurations in the results (they hold: {', '.join(precs) or 'none'})")
+    test_docs = _read_results(list(test)) if test else []
+    if test and not test_docs:
+        raise UserError(f"--test: no validation results found in {', '.join(test)}")
+    fit_files = {f for f, _ in docs}
+    test_docs = [(f, d) for f, d in test_docs if f not in fit_files]
+    _check_host(profile, docs + test_docs, hw)
+    cache: dict = {}
+    entries = [(f, d, _model_table(f, d, precision, cache)) for f, d in docs]
+    data = cal.build_dataset(entries, precision, max_other_busy_pct=max_other_busy)
+    test_data = None
+    if test_docs:
+        test_data = cal.build_dataset([(f, d, _model_table(f, d, precision, cache)) for f, d in test_docs], precision,
+                                      max_other_busy_pct=max_other_busy)
+    fr, rep = cal.calibrate(data, profile, cross_validate=cv)
+    counts = data.counts
+    batches = {m.name: sorted({c.batch for c in m.configs}) for m in data.models}
+    host = docs[0][1]["host"]
+    eff = cal.params_dict(fr.params, fr)
+    source = (f"{profile.source.strip()} | calibrated by estimate calibrate on {len(data.files)} result files "
+              f"({', '.join(f'{k}: batches {v}' for k, v in batches.items())}; {precision}; host {host.get('hostname')})")
+    notes = {
+        "efficiency": (f"fitted (bounded least squares, relative residuals) to {counts['layer_groups']} per-layer group "
+                       f"times and {counts['configurations']} end-to-end p50 latencies of {counts['models']} models "
+                       f"({', '.join(data.model_names)}); classes fitted: {', '.join(fr.fitted_classes)} (others kept from "
+                       f"the input profile); files: {', '.join(Path(f).name for f in data.files)}; "
+                       f"fit error: end-to-end median |error| {_pct(rep.fitted['e2e_median_abs_error'])}, "
+                       f"leave-one-model-out {_pct(rep.cv['e2e_median_abs_error'])}; before: "
+                       f"efficiency {profile_eff(profile)}"),
+        "efficiency.memory": (f"fitted: {eff['memory_efficiency']:.4g}" + (
+            " (at its upper bound: no layer of these models is DRAM-bound at the fitted rates, so the data do not "
+            "pin it; DRAM bandwidth does not limit them on this host)" if eff["memory_efficiency"] >= cal.EFF_MAX * 0.999
+            else "")),
+        "layer_overhead_s": (f"fitted with the efficiencies: {eff['layer_overhead_s']:.3g} s per costed layer "
+                             f"(was {profile.layer_overhead_s:.3g})"),
+    }
+    calibrated = cal.apply_params(profile, fr.params, fr.fitted_classes, source=source, notes=notes)
+    hardware.dump_profile(calibrated, out, overwrite=force)
+    doc = rep.to_dict()
+    if test_data is not None:
+        s_after, p_after = cal.evaluate_on(test_data, calibrated)
+        s_before, p_before = cal.evaluate_on(test_data, profile)
+        doc["test"] = {"files": list(test_data.files), "models": test_data.model_names,
+                       "calibrated": {"summary": s_after, "points": p_after},
+                       "uncalibrated": {"summary": s_before, "points": p_before}}
+    doc["left_out_as_disturbed"] = list(data.skipped) + (list(test_data.skipped) if test_data is not None else [])
+    doc["max_other_busy_pct"] = max_other_busy
+    doc.update({"profile_in": hw, "profile_out": str(out), "precision": precision, "files": list(data.files),
+                "counts": counts, "batches": batches})
+    if report is not None:
+        tmp = report.with_name(f".{report.name}.tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(report)
+    if fmt == "json":
+        typer.echo(json.dumps(doc, indent=1))
+    elif fmt == "markdown":
+        typer.echo(report_markdown(doc))
+    else:
+        _print_report(doc)
+        typer.echo(f"wrote {out}" + (f" and {report}" if report else ""))
+
+
+def profile_eff(p) -> str:
+    e = p.efficiency
+    by = ", ".join(f"{k} {v:.3g}" for k, v in e.by_layer_class.items())
+    return f"compute {e.compute:.3g}, memory {e.memory:.3g}" + (f", by class: {by}" if by else "") + \
+        f", overhead {p.layer_overhead_s:.3g} s"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x * 100:.1f}%"
+
+
+def _spct(x) -> str:
+    return "-" if x is None else f"{x * 100:+.1f}%"
+
+
+def summary_rows(doc: dict) -> list[list[str]]:
+    rows = []
+    sections = [("uncalibrated (fit set)", doc["uncalibrated"]), ("fitted", doc["fitted"]),
+                ("leave-one-model-out", doc["cross_validation"])]
+    if doc.get("test"):
+        sections += [("test set, uncalibrated", doc["test"]["uncalibrated"]),
+                     ("test set, calibrated", doc["test"]["calibrated"])]
+    for label, sec in sections:
+        s = sec["summary"]
+        if not s.get("points"):
+            continue
+        worst = ", ".join(f"{w['model']} b{w['batch']} {_spct(w['error'])}" for w in s["e2e_worst"])
+        rows.append([label, str(s["points"]), _pct(s["e2e_median_abs_error"]), _pct(s["e2e_within_10pct"]),
+                     _pct(s["e2e_within_20pct"]), _pct(s["layer_median_abs_error"]), _pct(s["layer_within_20pct"]),
+                     _pct(s["layer_time_within_20pct"]), worst])
+    return rows
+
+
+SUMMARY_HEAD = ["predictions", "points", "median |err|", "within 10%", "within 20%", "layer median |err|",
+                "layers within 20%", "layer time within 20%", "worst (model, batch)"]
+POINT_HEAD = ["model", "batch", "measured ms", "uncalibrated ms", "err", "fitted ms", "err", "held-out ms", "err",
+              "layer median |err| (held-out)"]
+
+
+def point_rows(doc: dict) -> list[list[str]]:
+    def index(key):
+        return {(p["model"], p["batch"], i): p for i, p in enumerate(doc[key]["points"])}
+
+    before = doc["uncalibrated"]["points"]
+    fitted = doc["fitted"]["points"]
+    cvp = {(p["model"], p["batch"], p["measured_s"]): p for p in doc["cross_validation"]["points"]}
+    rows = []
+    for b, f in zip(before, fitted):
+        c = cvp.get((f["model"], f["batch"], f["measured_s"]))
+        rows.append([f["model"], str(f["batch"]), f"{f['measured_s'] * 1e3:.2f}", f"{b['predicted_s'] * 1e3:.2f}",
+                     _spct(b["error"]), f"{f['predicted_s'] * 1e3:.2f}", _spct(f["error"]),
+                     f"{c['predicted_s'] * 1e3:.2f}" if c else "-", _spct(c["error"]) if c else "-",
+                     _pct(c["layer_median_abs_error"]) if c else "-"])
+    return rows
+
+
+TEST_HEAD = ["model (not in the fit)", "batch", "measured ms", "uncalibrated ms", "err", "calibrated ms", "err",
+             "layer median |err|"]
+
+
+def test_rows(doc: dict) -> list[list[str]]:
+    t = doc.get("test")
+    if not t:
+        return []
+    rows = []
+    for b, a in zip(t["uncalibrated"]["points"], t["calibrated"]["points"]):
+        rows.append([a["model"], str(a["batch"]), f"{a['measured_s'] * 1e3:.2f}", f"{b['predicted_s'] * 1e3:.2f}",
+                     _spct(b["error"]), f"{a['predicted_s'] * 1e3:.2f}", _spct(a["error"]),
+                     _pct(a["layer_median_abs_error"])])
+    return rows
+
+
+def report_markdown(doc: dict) -> str:
+    def table(head, rows):
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+
+    p = doc["params"]
+    eff = ", ".join(f"{k} {v:.3g}" for k, v in p["efficiency_by_class"].items() if k in p.get("fitted_classes", []))
+    parts = [table(SUMMARY_HEAD, summary_rows(doc)), "", table(POINT_HEAD, point_rows(doc)), ""]
+    if doc.get("test"):
+        parts += [table(TEST_HEAD, test_rows(doc)), ""]
+    parts += [
+             f"Fitted: compute efficiency by class: {eff}; memory efficiency {p['memory_efficiency']:.3g}; "
+             f"per-layer overhead {p['layer_overhead_s'] * 1e6:.1f} us."]
+    parts += [f"- {n}" for n in doc.get("notes", [])]
+    if doc.get("left_out_as_disturbed"):
+        parts.append(f"- left out as disturbed (other processes > {doc['max_other_busy_pct']:.0f}% of the host): "
+                     + "; ".join(doc["left_out_as_disturbed"]))
+    return "\n".join(parts)
+
+
+def _print_report(doc: dict) -> None:
+    from rich.table import Table
+
+    con = _console()
+    t = Table(title=f"Calibration error ({doc['precision']}; end-to-end vs measured p50, per-layer vs kernel times)",
+              title_justify="left")
+    for h in SUMMARY_HEAD:
+        t.add_column(h, justify="left" if h in ("predictions", "worst (model, batch)") else "right")
+    for r in summary_rows(doc):
+        t.add_row(*r)
+    con.print(t)
+    t2 = Table(title="Per model and batch (held-out: fitted without that model)", title_justify="left")
+    for h in POINT_HEAD:
+        t2.add_column(h, justify="left" if h == "model" else "right")
+    for r in point_rows(doc):
+        t2.add_row(*r)
+    con.print(t2)
+    if doc.get("test"):
+        t3 = Table(title="Test set: models not used in the fit", title_justify="left")
+        for h in TEST_HEAD:
+            t3.add_column(h, justify="left" if h.startswith("model") else "right")
+        for r in test_rows(doc):
+            t3.add_row(*r)
+        con.print(t3)
+    p = doc["params"]
+    con.print("fitted: " + ", ".join(f"{k} {v:.3g}" for k, v in p["efficiency_by_class"].items()
+                                     if k in p.get("fitted_classes", []))
+              + f"; memory {p['memory_efficiency']:.3g}; overhead {p['layer_overhead_s'] * 1e6:.1f} us/layer", highlight=False)
+    for n in doc.get("notes", []):
+        con.print(f"note: {n}", highlight=False)
+    for n in doc.get("left_out_as_disturbed", []):
+        con.print(f"left out (disturbed): {n}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `estimate hw ...` and `estimate calibrate` to the main app."""
+    app.add_typer(hw_app, name="hw")
+    app.command("calibrate")(calibrate_command)

@@ -1,0 +1,281 @@
+"""Calibration: synthetic round trip (known factors -> fake measurements -> fit -> recovered),
+clear errors on bad input, and a quick smoke of `estimate hw detect`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from estimator import api, calibrate as cal
+from estimator.hardware import load_profile, profile_from_dict
+from estimator.ops.base import LAYER_CLASSES
+from estimator.roofline import HwArrays, LayerArrays, evaluate
+
+from conftest import conv_model, run_cli
+
+HOST = {"hostname": "testhost", "cpu": {"model": "Test CPU"}}
+
+
+def _profile(sram_bytes=4 << 20, **eff) -> "object":
+    data = {
+        "schema_version": 1, "name": "host-testhost", "kind": "cpu",
+        "source": "measured on testhost by estimate hw detect 2026-01-01; host: testhost; cpu: Test CPU",
+        "clock_hz": 1e9, "mac_units": {"fp32": 100.0}, "vector_ops_per_cycle": {"fp32": 8.0},
+        "sram_bytes": sram_bytes, "dram_bandwidth_bytes_per_s": 1.0e10,
+    }
+    if eff:
+        data["efficiency"] = eff.pop("efficiency")
+        data["layer_overhead_s"] = eff.pop("layer_overhead_s", 0.0)
+    return profile_from_dict(data, "test")
+
+
+def _fake_doc(table, truth, batches, name, fuse_relu=True):
+    """A results document whose times are the roofline's with the `truth` profile. Relu
+    nodes are reported fused into their producer (as onnxruntime does)."""
+    la = LayerArrays.from_table(table)
+    raw = evaluate(la, HwArrays.from_profiles([truth], "fp32"), batches)
+    producer = {}
+    for l in table.layers:
+        for o in l.outputs:
+            producer[o] = l.name
+    cfgs = []
+    for bi, b in enumerate(batches):
+        t = raw.time_s[0, bi]
+        layers = []
+        carry: dict[str, float] = {}
+        for i, l in enumerate(table.layers):
+            entry = {"name": l.name, "op_type": l.op_type, "measured_s": float(t[i])}
+            if fuse_relu and l.op_type == "Relu" and l.inputs and l.inputs[0] in producer:
+                head = producer[l.inputs[0]]
+                entry = {"name": l.name, "op_type": l.op_type, "measured_s": 0.0, "fused_into": head}
+                carry[head] = carry.get(head, 0.0) + float(t[i])
+            layers.append(entry)
+        for e in layers:
+            e["measured_s"] += carry.get(e["name"], 0.0)
+        total = float(t.sum())
+        cfgs.append({"batch": b, "precision": "fp32", "threads": 2, "instances": 1, "status": "ok",
+                     "latency_s": {k: total for k in ("min", "mean", "std", "p50", "p90", "p95", "p99", "max")},
+                     "throughput_per_s": b / total, "peak_rss_bytes": 1,
+                     "layers": layers, "layer_totals": {"kernel_total_s": total}})
+    return {"schema": "estimate-validation-results", "schema_version": "1.0", "partial": False,
+            "model": {"name": name, "sha256": "0" * 64, "inputs": []}, "host": HOST, "configurations": cfgs}
+
+
+TRUTH = {"efficiency": {"compute": 0.5, "memory": 0.6,
+                        "by_layer_class": {"conv3x3": 0.8, "conv1x1": 0.55, "depthwise": 0.2, "gemm": 0.7,
+                                           "elementwise": 0.3, "conv_other": 0.45}},
+         "layer_overhead_s": 2e-5}
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    truth = _profile(**json.loads(json.dumps(TRUTH)))
+    entries = []
+    for name in ("resnet50", "mobilenetv2", "yolov3-tiny"):
+        table = api.analyze(name, batch=1, precision="fp32")
+        entries.append((f"{name}.json", _fake_doc(table, truth, [1, 2, 4, 8], name), table))
+    return truth, cal.build_dataset(entries, "fp32")
+
+
+def test_round_trip_recovers_known_factors(synthetic):
+    truth, data = synthetic
+    start = _profile()  # efficiencies 1, overhead 0: far from the truth
+    fr = cal.fit(data, start)
+    assert fr.converged
+    eff = fr.params.efficiencies()
+    for c in ("conv3x3", "conv1x1", "depthwise", "elementwise", "conv_other"):
+        assert c in fr.fitted_classes
+        assert eff[c] == pytest.approx(truth.efficiency.compute_for(c), rel=0.01), c
+    # the only GEMM layers (the classifiers) are memory-bound: gemm is not identified, kept at the prior
+    assert "gemm" not in fr.fitted_classes and eff["gemm"] == 1.0
+    assert 1 / fr.params.x_mem == pytest.approx(0.6, rel=0.01)
+    assert fr.params.overhead_s == pytest.approx(2e-5, rel=0.01)
+    # the calibrated profile predicts the fake measurements
+    fitted = cal.apply_params(start, fr.params, fr.fitted_classes)
+    stats, _ = cal.evaluate_on(data, fitted)
+    assert stats["e2e_within_10pct"] == 1.0
+    assert stats["e2e_median_abs_error"] < 0.01
+
+
+def test_round_trip_end_to_end_only_and_cv(synthetic):
+    truth, data = synthetic
+    fr, rep = cal.calibrate(data, _profile())
+    d = rep.to_dict()
+    assert d["fitted"]["summary"]["e2e_median_abs_error"] < 0.01
+    assert d["cross_validation"]["summary"]["points"] == 12
+    # mobilenetv2 is the only model with depthwise convs: held out, depthwise stays at the prior
+    assert any("mobilenetv2 held out" in n and "depthwise" in n for n in d["notes"])
+    assert set(d["cross_validation"]["params_by_held_out_model"]) == {"resnet50", "mobilenetv2", "yolov3-tiny"}
+
+
+def test_fit_is_deterministic(synthetic):
+    _, data = synthetic
+    a = cal.fit(data, _profile()).params.vector()
+    b = cal.fit(data, _profile()).params.vector()
+    assert np.array_equal(a, b)
+
+
+def test_apply_params_writes_a_valid_profile(synthetic, tmp_path):
+    from estimator.hardware import dump_profile
+
+    _, data = synthetic
+    fr = cal.fit(data, _profile())
+    p = cal.apply_params(_profile(), fr.params, fr.fitted_classes, source="src", notes={"efficiency": "fitted"})
+    path = dump_profile(p, tmp_path / "cal.yaml")
+    q = load_profile(str(path))
+    assert q.efficiency.by_layer_class["conv3x3"] == pytest.approx(0.8, rel=0.01)
+    assert q.notes["efficiency"] == "fitted"
+
+
+def test_host_identity():
+    assert cal.host_identity("measured on vm by x; host: vm; cpu: AMD EPYC | calibrated ...") == ("vm", "AMD EPYC")
+    assert cal.host_identity("Intel ARK") == (None, None)
+
+
+# ----------------------------------------------------------------------------- CLI errors
+
+
+def _write_profile(tmp_path, source="measured; host: testhost; cpu: Test CPU", precisions=("fp32",)):
+    from estimator.hardware import dump_profile
+
+    p = profile_from_dict({"schema_version": 1, "name": "h", "source": source, "clock_hz": 1e9,
+                           "mac_units": {k: 100.0 for k in precisions}, "sram_bytes": 1 << 20,
+                           "dram_bandwidth_bytes_per_s": 1e10}, "t")
+    return str(dump_profile(p, tmp_path / "h.yaml"))
+
+
+def _file_model_results(tmp_path, sha=None, host=HOST, precision="fp32"):
+    import onnx
+
+    mpath = tmp_path / "tiny.onnx"
+    onnx.save(conv_model(), str(mpath))
+    real = hashlib.sha256(mpath.read_bytes()).hexdigest()
+    table = api.analyze(str(mpath), batch=1)
+    doc = {"schema": "estimate-validation-results", "schema_version": "1.0", "partial": False,
+           "model": {"name": "tiny", "sha256": sha or real, "inputs": [], "path": str(mpath), "builtin": False},
+           "host": host, "configurations": [
+               {"batch": 1, "precision": precision, "threads": 1, "instances": 1, "latency_s": {k: 1e-4 for k in ("min", "mean", "std", "p50", "p90", "p95", "p99", "max")},
+                "throughput_per_s": 1e4, "peak_rss_bytes": 1,
+                "layers": [{"name": l.name, "op_type": l.op_type, "measured_s": 5e-5} for l in table.layers],
+                "layer_totals": {"kernel_total_s": 1e-4}}]}
+    rdir = tmp_path / "runs"
+    rdir.mkdir(exist_ok=True)
+    (rdir / "tiny.json").write_text(json.dumps(doc))
+    return str(rdir)
+
+
+def test_calibrate_no_results(tmp_path):
+    prof = _write_profile(tmp_path)
+    (tmp_path / "empty").mkdir()
+    code, out, err = run_cli("calibrate", str(tmp_path / "empty"), "--hw", prof, "-o", str(tmp_path / "c.yaml"))
+    assert code == 2
+    assert "no validation results found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibrate_other_model_version(tmp_path):
+    prof = _write_profile(tmp_path)
+    runs = _file_model_results(tmp_path, sha="f" * 64)
+    code, out, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(tmp_path / "c.yaml"))
+    assert code == 2
+    assert "another version of model 'tiny'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.yaml").exists()
+
+
+def test_calibrate_other_host(tmp_path):
+    prof = _write_profile(tmp_path, source="measured; host: elsewhere; cpu: Other CPU")
+    runs = _file_model_results(tmp_path)
+    code, out, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(tmp_path / "c.yaml"))
+    assert code == 2
+    assert "measured on host 'testhost'" in err and "elsewhere" in err
+
+
+def test_calibrate_precision_not_in_profile(tmp_path):
+    prof = _write_profile(tmp_path)
+    runs = _file_model_results(tmp_path, precision="int8")
+    code, out, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(tmp_path / "c.yaml"))
+    assert code == 2
+    assert "no MAC rate for it" in err and "int8" in err
+
+
+def test_calibrate_writes_profile_and_report(tmp_path):
+    prof = _write_profile(tmp_path)
+    runs = _file_model_results(tmp_path)
+    out = tmp_path / "c.yaml"
+    rep = tmp_path / "r.json"
+    code, stdout, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(out), "--report", str(rep))
+    assert code == 0, err
+    p = load_profile(str(out))
+    assert "calibrated by estimate calibrate" in p.source
+    assert "efficiency" in p.notes
+    doc = json.loads(rep.read_text())
+    assert doc["fitted"]["summary"]["points"] == 1
+    # refuses to overwrite
+    code, _, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(out))
+    assert code == 2 and "already exists" in err
+
+
+# ----------------------------------------------------------------------------- detect
+
+
+def test_detect_quick_writes_a_loadable_profile(tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "host.yaml"
+    code, stdout, err = run_cli("hw", "detect", "-o", str(out), "--quick")
+    assert code == 0, err
+    p = load_profile(str(out))
+    assert p.kind == "cpu" and p.peak_macs_per_s("fp32") > 0 and p.sram_bytes > 0
+    assert "estimate hw detect" in p.source
+    assert "last-level cache" in p.notes["sram_bytes"]
+    hostname, _ = cal.host_identity(p.source)
+    assert hostname
+    before = out.read_text()
+    code, _, err = run_cli("hw", "detect", "-o", str(out), "--quick")
+    assert code == 2 and "already exists" in err
+    assert out.read_text() == before
+
+
+def test_fused_epilogue_costs_nothing():
+    """Conv -> Relu: the Relu is a fused epilogue (no compute, no overhead, no DRAM between)."""
+    from estimator.onnx_io import load_graph
+    from estimator.analyze import analyze as analyze_graph
+
+    table = analyze_graph(load_graph(conv_model(batch=1)), precision="fp32", batch=1)
+    la = LayerArrays.from_table(table)
+    relu = la.names.index("relu")
+    assert la.fused[relu] and not la.fused[la.names.index("conv")]
+    p = _profile(efficiency={"compute": 1.0}, layer_overhead_s=1e-5)
+    raw = evaluate(la, HwArrays.from_profiles([p], "fp32"), [1])
+    assert raw.compute_s[0, 0, relu] == 0.0
+    assert raw.time_s[0, 0, relu] == pytest.approx(raw.memory_s[0, 0, relu])
+
+
+def test_round_trip_with_pinned_weights():
+    """A 32 MiB SRAM pins MobileNetV2's weights at small batches and streams them at large
+    ones (the roofline picks the faster): the fit follows the same choice."""
+    truth = _profile(sram_bytes=32 << 20, **json.loads(json.dumps(TRUTH)))
+    entries = []
+    for name in ("mobilenetv2", "yolov3-tiny"):
+        table = api.analyze(name, batch=1, precision="fp32")
+        entries.append((f"{name}.json", _fake_doc(table, truth, [1, 2, 4, 8], name), table))
+    data = cal.build_dataset(entries, "fp32")
+    # classes with < 2% of each model's compute time here (element-wise: only residual adds
+    # after fusion; pooling) are not fitted and keep the start profile's value: start them at
+    # the truth, the others at 1
+    start_eff = json.loads(json.dumps(TRUTH))
+    for c in ("conv3x3", "conv1x1", "depthwise"):
+        start_eff["efficiency"]["by_layer_class"][c] = 1.0
+    start_eff["efficiency"]["memory"] = 1.0
+    start_eff["layer_overhead_s"] = 0.0
+    start = _profile(sram_bytes=32 << 20, **start_eff)
+    fr = cal.fit(data, start)
+    assert set(fr.fitted_classes) == {"conv3x3", "conv1x1", "depthwise"}
+    eff = fr.params.efficiencies()
+    for c in ("conv3x3", "conv1x1", "depthwise"):
+        assert eff[c] == pytest.approx(truth.efficiency.compute_for(c), rel=0.01), c
+    assert fr.params.overhead_s == pytest.approx(2e-5, rel=0.01)
+    stats, _ = cal.evaluate_on(data, cal.apply_params(start, fr.params, fr.fitted_classes))
+    assert stats["e2e_median_abs_error"] < 0.01

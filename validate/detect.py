@@ -1,0 +1,334 @@
+"""`estimate hw detect`: measure this host's ceilings and describe it as a hardware profile.
+
+What is read (no measurement): cores, SIMD width and FMA flags from /proc/cpuinfo, caches
+from /sys/devices/system/cpu/cpu0/cache (validate.host; py-cpuinfo reports wrong sizes on
+some virtual machines), the nominal clock from /proc/cpuinfo's "cpu MHz".
+
+What is measured (validate/ is the only code that touches onnxruntime):
+- MAC rate per precision with onnxruntime's own kernels at the thread count validation uses
+  (all usable cores): fp32 MatMul of (M x K) x (K x N), int8 MatMulInteger (uint8 x int8),
+  single-thread figures for the notes; the same for a 3x3 Conv, a 1x1 Conv and a depthwise
+  3x3 Conv, whose rates relative to the GEMM become the profile's per-class efficiencies;
+- the element-wise rate (Add of two in-cache fp32 tensors) for vector_ops_per_cycle;
+- DRAM bandwidth with a STREAM-like copy and triad in numpy over arrays 4x the last-level
+  cache (STREAM's counting: copy moves 2 x N x 8 bytes, triad 3 x N x 8).
+
+Every figure is work / the 25th percentile of repeated timed runs (perf_counter), after
+warm-up: robust to bursts of other work on a shared host without being one lucky run. The host
+load before and after is recorded in the notes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from . import host as hostmod
+
+
+@dataclass
+class Measurement:
+    name: str
+    value: float           # rate (MAC/s, ops/s or bytes/s)
+    unit: str
+    runs: int
+    spread: tuple[float, float]   # min, max of per-run rates
+    detail: str = ""
+
+
+@dataclass
+class Detection:
+    hostname: str
+    cpu_model: str
+    cores: int
+    threads: int
+    simd_bits: int
+    fma: bool
+    fma_units_assumed: int
+    nominal_clock_hz: float | None
+    caches: list[dict]
+    llc_bytes: int
+    memory_bytes: int | None
+    flags: list[str]
+    measurements: dict[str, Measurement] = field(default_factory=dict)
+    load_before: list | None = None
+    load_after: list | None = None
+    busy_before_pct: float | None = None
+    date: str = ""
+    quick: bool = False
+    ort_version: str = ""
+
+
+def _rate(fn, work: float, *, min_runs: int, seconds: float, warmup: int = 2) -> tuple[float, int, tuple[float, float]]:
+    """Run fn() repeatedly; rate = work / (25th percentile of the run times). Returns (rate, runs,
+    (min, max rate))."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    t_end = time.perf_counter() + seconds
+    while len(times) < min_runs or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 2000:
+            break
+    # the 25th percentile of the run times (nearest rank): on a shared host short bursts of
+    # other work slow some runs; the median would carry them into a ceiling, the minimum would
+    # be one lucky run
+    times.sort()
+    q = times[max(0, math.ceil(0.25 * len(times)) - 1)]
+    return work / q, len(times), (work / times[-1], work / times[0])
+
+
+# ------------------------------------------------------------------------- onnxruntime kernels
+
+
+def _session(model, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _model(nodes, inputs, outputs, inits=()):
+    import onnx
+    from onnx import helper
+
+    g = helper.make_graph(nodes, "bench", inputs, outputs, initializer=list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
+def _vi(name, elem, shape):
+    from onnx import helper
+
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def bench_matmul(n: int, threads: int, precision: str, seconds: float) -> tuple[float, int, tuple[float, float]]:
+    """MAC/s of an n x n x n MatMul (fp32) or MatMulInteger (uint8 x int8 -> int32)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    if precision == "fp32":
+        w = numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "W")
+        m = _model([helper.make_node("MatMul", ["X", "W"], ["Y"])], [_vi("X", TensorProto.FLOAT, [n, n])],
+                   [_vi("Y", TensorProto.FLOAT, [n, n])], [w])
+        feed = {"X": rng.standard_normal((n, n)).astype(np.float32)}
+    else:
+        w = numpy_helper.from_array(rng.integers(-64, 64, (n, n)).astype(np.int8), "W")
+        m = _model([helper.make_node("MatMulInteger", ["X", "W"], ["Y"])], [_vi("X", TensorProto.UINT8, [n, n])],
+                   [_vi("Y", TensorProto.INT32, [n, n])], [w])
+        feed = {"X": rng.integers(0, 255, (n, n)).astype(np.uint8)}
+    s = _session(m, threads)
+    return _rate(lambda: s.run(None, feed), float(n) ** 3, min_runs=5, seconds=seconds)
+
+
+def bench_conv(cin: int, cout: int, hw: int, k: int, group: int, threads: int, seconds: float,
+               batch: int = 1) -> tuple[float, int, tuple[float, float]]:
+    """MAC/s of one fp32 Conv (stride 1, same padding)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((cout, cin // group, k, k)) * 0.1).astype(np.float32), "W")
+    pad = k // 2
+    node = helper.make_node("Conv", ["X", "W"], ["Y"], kernel_shape=[k, k], pads=[pad] * 4, group=group)
+    m = _model([node], [_vi("X", TensorProto.FLOAT, [batch, cin, hw, hw])],
+               [_vi("Y", TensorProto.FLOAT, [batch, cout, hw, hw])], [w])
+    feed = {"X": rng.standard_normal((batch, cin, hw, hw)).astype(np.float32)}
+    s = _session(m, threads)
+    macs = float(batch) * cout * hw * hw * (cin // group) * k * k
+    return _rate(lambda: s.run(None, feed), macs, min_runs=5, seconds=seconds)
+
+
+def bench_add(n: int, threads: int, seconds: float) -> tuple[float, int, tuple[float, float]]:
+    """Element ops/s of an fp32 Add of two n-element tensors (sized to stay in the caches)."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    m = _model([helper.make_node("Add", ["A", "B"], ["Y"])],
+               [_vi("A", TensorProto.FLOAT, [n]), _vi("B", TensorProto.FLOAT, [n])], [_vi("Y", TensorProto.FLOAT, [n])])
+    feed = {"A": rng.standard_normal(n).astype(np.float32), "B": rng.standard_normal(n).astype(np.float32)}
+    s = _session(m, threads)
+    return _rate(lambda: s.run(None, feed), float(n), min_runs=5, seconds=seconds)
+
+
+# ------------------------------------------------------------------------- DRAM (numpy)
+
+
+def bench_stream(n_elems: int, seconds: float) -> dict[str, tuple[float, int, tuple[float, float]]]:
+    """STREAM-like copy and triad on float64 arrays of n_elems (bytes/s, STREAM counting)."""
+    a = np.ones(n_elems)
+    b = np.full(n_elems, 2.0)
+    c = np.full(n_elems, 0.5)
+    tmp = np.empty(n_elems)
+    out = {}
+    out["copy"] = _rate(lambda: np.copyto(c, a), 2.0 * 8 * n_elems, min_runs=5, seconds=seconds, warmup=1)
+
+    def triad():
+        np.multiply(c, 3.0, out=tmp)
+        np.add(b, tmp, out=a)
+
+    # numpy's triad makes two passes (5 x N x 8 bytes moved); STREAM counts 3 x N x 8
+    out["triad"] = _rate(triad, 3.0 * 8 * n_elems, min_runs=5, seconds=seconds, warmup=1)
+    return out
+
+
+# ------------------------------------------------------------------------- detection
+
+
+def _nominal_clock_hz() -> float | None:
+    text = hostmod._read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        if line.lower().startswith("cpu mhz"):
+            try:
+                return float(line.split(":")[1]) * 1e6
+            except (IndexError, ValueError):
+                return None
+    v = hostmod._read("/sys/devices/system/cpu/cpu0/cpufreq/base_frequency")
+    return float(v) * 1e3 if v and v.strip().isdigit() else None
+
+
+def _all_flags() -> list[str]:
+    text = hostmod._read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return value.split()
+    return []
+
+
+def detect(quick: bool = False, threads: int | None = None) -> Detection:
+    """Read the host and measure its ceilings. quick: smaller problems, shorter runs (< 5 s)."""
+    import onnxruntime as ort
+
+    cpu = hostmod.cpu_info()
+    caches = hostmod.cache_info()
+    flags = _all_flags()
+    simd = 512 if "avx512f" in flags else 256 if "avx2" in flags or "avx" in flags else 128
+    fma = "fma" in flags or "asimd" in flags
+    llc = max((c.get("size_bytes") or 0 for c in caches if c.get("type") in ("Unified", "Data")), default=0)
+    usable = threads or cpu.get("usable_cores") or os.cpu_count() or 1
+    d = Detection(hostname=socket.gethostname(), cpu_model=cpu.get("model") or "unknown",
+                  cores=cpu.get("physical_cores") or cpu.get("logical_cores") or usable, threads=usable,
+                  simd_bits=simd, fma=fma, fma_units_assumed=2, nominal_clock_hz=_nominal_clock_hz(),
+                  caches=caches, llc_bytes=int(llc), memory_bytes=hostmod.memory_total_bytes(),
+                  flags=[f for f in hostmod.SIMD_FLAGS if f in flags], quick=quick, ort_version=ort.__version__)
+    d.load_before = hostmod.loadavg()
+    d.busy_before_pct = hostmod.sample_busy_percent(0.2)
+    d.date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sec = 0.15 if quick else 1.0
+    n = 512 if quick else 1024
+
+    def rec(name, res, unit, detail):
+        d.measurements[name] = Measurement(name, res[0], unit, res[1], res[2], detail)
+
+    rec("gemm_fp32", bench_matmul(n, usable, "fp32", sec), "MAC/s", f"onnxruntime MatMul {n}x{n}x{n} fp32, {usable} threads")
+    rec("gemm_int8", bench_matmul(n, usable, "int8", sec), "MAC/s",
+        f"onnxruntime MatMulInteger {n}x{n}x{n} uint8 x int8, {usable} threads")
+    if not quick:
+        rec("gemm_fp32_1t", bench_matmul(n, 1, "fp32", sec / 2), "MAC/s", f"onnxruntime MatMul {n}^3 fp32, 1 thread")
+    hw_ = 28 if quick else 56
+    rec("conv3x3_fp32", bench_conv(64, 64, hw_, 3, 1, usable, sec), "MAC/s",
+        f"onnxruntime Conv 3x3, 64->64 channels, {hw_}x{hw_}, fp32")
+    rec("conv1x1_fp32", bench_conv(256, 64, hw_, 1, 1, usable, sec), "MAC/s",
+        f"onnxruntime Conv 1x1, 256->64 channels, {hw_}x{hw_}, fp32")
+    rec("depthwise_fp32", bench_conv(144, 144, hw_, 3, 144, usable, sec), "MAC/s",
+        f"onnxruntime depthwise Conv 3x3, 144 channels, {hw_}x{hw_}, fp32")
+    add_n = (1 << 18) if quick else (1 << 20)  # 1 Mi fp32 elements: 12 MiB for A, B, Y, inside the LLC
+    rec("add_fp32", bench_add(add_n, usable, sec), "ops/s", f"onnxruntime Add of two {add_n}-element fp32 tensors (in cache)")
+    big = max(4 * llc, 64 << 20) // 8 if not quick else max(2 * llc, 32 << 20) // 8
+    st = bench_stream(int(big), sec * 1.5)
+    rec("stream_copy", st["copy"], "B/s", f"numpy copy, {int(big) * 8 >> 20} MiB arrays (STREAM counting 2 x 8 B/elem)")
+    rec("stream_triad", st["triad"], "B/s", f"numpy triad, {int(big) * 8 >> 20} MiB arrays (STREAM counting 3 x 8 B/elem)")
+    d.load_after = hostmod.loadavg()
+    return d
+
+
+def _g(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def profile_dict(d: Detection, argv_hint: str = "estimate hw detect") -> dict:
+    """The detected host as a profile in the shipped schema (plain data for profile_from_dict)."""
+    m = d.measurements
+    clock = d.nominal_clock_hz or 1e9
+    peak32 = m["gemm_fp32"].value
+    peak8 = m["gemm_int8"].value
+    lanes = d.simd_bits // 32
+    nominal32 = d.cores * lanes * d.fma_units_assumed * clock if d.fma else None
+    units32 = peak32 / clock
+    units8 = peak8 / clock
+    vec = m["add_fp32"].value / clock
+    bw = m["stream_copy"].value
+    eff = {c: min(10.0, float(f"{m[k].value / peak32:.3g}")) for c, k in
+           (("conv3x3", "conv3x3_fp32"), ("conv1x1", "conv1x1_fp32"), ("depthwise", "depthwise_fp32"))}
+    eff["gemm"] = 1.0
+    load = (f"load average before {d.load_before}, after {d.load_after}; CPU busy before "
+            f"{d.busy_before_pct:.0f}%" if d.busy_before_pct is not None else f"load average {d.load_before}")
+    caches = ", ".join(f"L{c.get('level')} {c.get('type')} {int(c.get('size_bytes') or 0) >> 10} KiB"
+                       f" (cpus {c.get('shared_cpu_list')})" for c in d.caches)
+    src = (f"measured on {d.hostname} by {argv_hint} {d.date} (onnxruntime {d.ort_version} CPU kernels at "
+           f"{d.threads} threads, numpy STREAM-like copy/triad{', --quick: short runs' if d.quick else ''}); "
+           f"host: {d.hostname}; cpu: {d.cpu_model}")
+
+    def mline(k):
+        x = m[k]
+        return f"{x.detail}: {_g(x.value)} {x.unit} (work / 25th-percentile run time) over {x.runs} runs (range {_g(x.spread[0])}..{_g(x.spread[1])})"
+
+    notes = {
+        "name": f"host: {d.hostname}; cpu: {d.cpu_model}; {d.cores} cores, {d.threads} threads used; {load}",
+        "clock_hz": (f"nominal clock from /proc/cpuinfo 'cpu MHz' ({_g(clock)} Hz), used only as the unit of the "
+                     "per-cycle rates: mac_units are derived from the MEASURED peak, not from SIMD width x FMA units x "
+                     "clock (a virtualised or boosting host's clock says little about its rate)"
+                     + (f"; here the measurement is {peak32 / nominal32:.2f} x the nominal figure" if nominal32 else "")
+                     if d.nominal_clock_hz else "no nominal clock found: 1e9 Hz used as the unit of the per-cycle rates"),
+        "mac_units.fp32": (f"measured peak / clock_hz: {_g(peak32)} MAC/s / {_g(clock)} Hz = {_g(units32)} MACs/cycle, so "
+                           f"peak_macs_per_s = the measurement. {mline('gemm_fp32')}."
+                           + (f" Single thread: {_g(m['gemm_fp32_1t'].value)} MAC/s." if "gemm_fp32_1t" in m else "")
+                           + (f" Nominal from flags: {d.cores} cores x {lanes} fp32 lanes ({d.simd_bits}-bit SIMD) x "
+                              f"{d.fma_units_assumed} FMA units (assumed; /proc/cpuinfo does not say) x {_g(clock)} Hz = "
+                              f"{_g(nominal32)} MAC/s" if nominal32 else "")),
+        "mac_units.int8": f"measured: {_g(peak8)} MAC/s / {_g(clock)} Hz = {_g(units8)}. {mline('gemm_int8')}.",
+        "vector_ops_per_cycle": f"measured element-wise rate / clock_hz = {_g(vec)}. {mline('add_fp32')}.",
+        "sram_bytes": (f"the last-level cache ({d.llc_bytes >> 20} MiB), read from /sys/devices/system/cpu/cpu0/cache "
+                       f"({caches}); a CPU has no explicitly managed SRAM: caches stand in for it"),
+        "dram_bandwidth_bytes_per_s": f"{mline('stream_copy')}; {mline('stream_triad')} (numpy makes 2 passes for a triad)",
+        "efficiency": ("measured rate of each onnxruntime kernel / the fp32 GEMM rate: "
+                       + "; ".join(mline(k) for k in ("conv3x3_fp32", "conv1x1_fp32", "depthwise_fp32"))
+                       + ". Other classes 1.0 until `estimate calibrate` fits them"),
+    }
+    out = {
+        "schema_version": 1,
+        "name": f"host-{d.hostname}"[:60],
+        "kind": "cpu",
+        "source": src,
+        "description": (f"This host as measured by estimate hw detect: {d.cpu_model}, {d.cores} cores, "
+                        f"{d.simd_bits}-bit SIMD ({', '.join(d.flags)})."),
+        "clock_hz": float(clock),
+        "mac_units": {"fp32": float(f"{units32:.6g}"), "int8": float(f"{units8:.6g}")},
+        "vector_ops_per_cycle": {"fp32": float(f"{vec:.6g}")},
+        "sram_bytes": int(d.llc_bytes),
+        "dram_bandwidth_bytes_per_s": float(f"{bw:.6g}"),
+        "layer_overhead_s": 0.0,
+        "efficiency": {"compute": 1.0, "memory": 1.0, "by_layer_class": eff},
+        "notes": notes,
+    }
+    if d.memory_bytes:
+        out["dram_bytes"] = int(d.memory_bytes)
+    return out
