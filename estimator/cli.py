@@ -172,31 +172,19 @@ def profiles_cmd(fmt: Format = typer.Option(Format.table, "--format", "-f", help
         _console().print(t)
 
 
-def _register_optional() -> None:
-    """Commands that live in other packages (validate/, calibration)."""
-    try:
-        from .validate.cli import results_command, validate_command
-    except ImportError:
-        return
+def _register_commands() -> None:
+    """Commands defined in other modules: validate/results (validate/), compare/sweep
+    (predict_cli), hw detect/calibrate (calibrate_cli). A broken import fails loudly."""
+    from . import calibrate_cli, predict_cli
+    from .validate.cli import results_command, validate_command
+
     app.command("validate")(validate_command)
     app.command("results")(results_command)
+    predict_cli.register(app)
+    calibrate_cli.register(app)
 
 
-_register_optional()
-
-try:
-    from . import predict_cli as _pc
-
-    _pc.register(app)
-except ImportError:
-    pass
-
-try:
-    from . import calibrate_cli as _cc
-
-    _cc.register(app)
-except ImportError:
-    pass
+_register_commands()
 
 
 def _known_commands() -> set[str]:
