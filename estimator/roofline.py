@@ -406,7 +406,8 @@ def _best_residency(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> Ra
 def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_weights: bool = True) -> RawPrediction:
     """The roofline for each batch run in one pass, layer by layer; weights pinned in SRAM
     when `pin_weights` and they fit, else streamed."""
-    b = np.asarray(batches, dtype=np.float64)[None, :, None]          # (1, B, 1)
+    dt = la.tensor_bytes.dtype                                           # float64, or float32 in sweeps
+    b = np.asarray(batches, dtype=dt)[None, :, None]                    # (1, B, 1)
     C = hw.count
     costed = la.costed & ~la.is_view
     # fused epilogues (BN, activations after a conv/gemm) cost no compute and no overhead
@@ -414,8 +415,8 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     # Winograd per configuration; columns that are equal across configurations stay (1, L)
     tile = hw.wino_tile
     uni = _uniform_rows
-    mfac = np.ones(C)
-    wfac = np.ones(C)
+    mfac = np.ones(C, dtype=dt)
+    wfac = np.ones(C, dtype=dt)
     for t in (0, 2, 4):
         m, w = winograd_factors(t)
         mfac[tile == t] = m
@@ -433,10 +434,11 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     rc = uni(np.stack([hw.rows, hw.cols], axis=1))
     util = _util(la.map_k, la.map_n, rc[:, 0], rc[:, 1])                 # (C|1, L)
     eff = uni(hw.compute_eff)[:, la.class_idx]                           # (C|1, L)
-    mac_rate = (hw.peak_macs_per_s[:, None] * util * eff)[:, None, :]    # (C, 1, L)
+    peak = uni(hw.peak_macs_per_s[:, None])                              # (C|1, 1)
+    mac_rate = (peak * util * eff)[:, None, :]                           # (C|1, 1, L)
     # the class efficiency scales the vector rate too (docs/hardware-profiles.md: "multiplies the MAC
     # (and vector) peak"): element-wise layers have no MACs, so this is what calibrates them
-    vec_rate = (hw.vector_ops_per_s[:, None] * eff)[:, None, :]         # (C, 1, L)
+    vec_rate = (uni(hw.vector_ops_per_s[:, None]) * eff)[:, None, :]    # (C|1, 1, L)
     compute = b * macs[:, None, :] / mac_rate + b * la.non_mac[None, None, :] / vec_rate
     compute = np.where(active[None, None, :], compute, 0.0)
 
@@ -451,7 +453,7 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     if la.fused_input is not None:                                       # producer -> fused epilogue: on chip
         offchip = offchip & ~la.fused_input[None, None, :]
     tbytes = b * la.tensor_bytes[None, None, :]                          # (1, B, T)
-    zero = np.zeros(fits.shape[:2] + (1,))
+    zero = np.zeros(fits.shape[:2] + (1,), dtype=dt)
     reads = np.concatenate([tbytes * offchip, zero], axis=-1)[..., la.in_pad].sum(axis=-1)          # (C, B, L)
     write_t = tbytes * (offchip | la.is_output[None, None, :])           # (C, B, T)
     writes = np.concatenate([write_t, zero], axis=-1)[..., la.out_pad].sum(axis=-1)
@@ -459,12 +461,24 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     dram = reads + writes + weight_traffic[:, None, :]                   # (C, B, L) per batch
     dram = np.where(costed[None, None, :], dram, 0.0)
     memory = dram / (hw.dram_bytes_per_s * hw.mem_eff)[:, None, None]
-    time = np.maximum(compute, memory) + np.where(active, 1.0, 0.0)[None, None, :] * hw.overhead_s[:, None, None]
+    overhead = uni(hw.overhead_s[:, None])[:, :, None] * active.astype(dt)[None, None, :]  # (C|1, 1, L)
+    time = np.maximum(compute, memory)
+    time += overhead
     energy = (hw.energy_mac_j[:, None] * (b[..., 0] * macs.sum(axis=1)[:, None])
               + hw.energy_byte_j[:, None] * dram.sum(axis=-1))
+    compute = np.broadcast_to(compute, time.shape)  # a view: compute may be uniform over configurations
     return RawPrediction(batches=np.asarray(batches), compute_s=compute, memory_s=memory, time_s=time, dram_bytes=dram,
                          util=util, macs=macs, weights_resident=np.broadcast_to(resident[:, None], energy.shape).copy(),
                          weight_bytes_total=wtotal, fits=fits, energy_j=energy)
+
+
+def _float32(obj):
+    """A copy of a LayerArrays/HwArrays with its float64 arrays as float32."""
+    import dataclasses
+
+    return dataclasses.replace(obj, **{f.name: getattr(obj, f.name).astype(np.float32)
+                                      for f in dataclasses.fields(obj)
+                                      if isinstance(getattr(obj, f.name), np.ndarray) and getattr(obj, f.name).dtype == np.float64})
 
 
 @dataclass(frozen=True)
@@ -479,9 +493,12 @@ class GridSummary:
     sub_batch: np.ndarray
 
 
-def evaluate_summary(la: LayerArrays, hw: HwArrays, batches: Sequence[int], chunk: int = 128) -> GridSummary:
+def evaluate_summary(la: LayerArrays, hw: HwArrays, batches: Sequence[int], chunk: int = 512) -> GridSummary:
     """evaluate() over a large grid in chunks of configurations that fit in cache, keeping only
     the whole-model figures: the same numbers, without (C, B, L) arrays in memory."""
+    # float32 halves the memory traffic of the (chunk, B, L) arrays; whole-model sums keep
+    # about 6 significant digits, ample for a design-space sweep (tests compare to float64)
+    la, hw = _float32(la), _float32(hw)
     parts = []
     for start in range(0, hw.count, chunk):
         r = evaluate(la, hw.subset(start, min(start + chunk, hw.count)), batches)
@@ -489,6 +506,7 @@ def evaluate_summary(la: LayerArrays, hw: HwArrays, batches: Sequence[int], chun
         comp = (r.time_s * r.compute_bound).sum(axis=-1) / np.where(lat > 0, lat, 1.0)
         parts.append((lat, r.dram_bytes.sum(axis=-1), comp, r.weights_resident, r.sub_batch))
     cat = [np.concatenate([p[i] for p in parts], axis=0) for i in range(5)]
+    cat[:3] = [c.astype(np.float64) for c in cat[:3]]
     return GridSummary(batches=np.asarray(batches), latency_s=cat[0], dram_bytes=cat[1], compute_bound_fraction=cat[2],
                        weights_resident=cat[3], sub_batch=cat[4])
 
