@@ -82,12 +82,13 @@ def parse_inputs(items: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def parse_resolution(text: str | None) -> tuple[int, int] | None:
+def parse_resolution(text: str | None, what: str = "--resolution") -> tuple[int, int] | None:
     if text is None:
         return None
-    dims = parse_shape(text, "--resolution")
-    if len(dims) != 2:
-        raise UserError(f"--resolution: '{text}' must be HxW, e.g. 416x416")
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UserError(f"{what}: '{text}' must be HxW, e.g. 416x416")
+    dims = parse_shape(text, what)
     return dims  # type: ignore[return-value]
 
 

@@ -334,7 +334,7 @@ def split_model_spec(spec: str) -> tuple[str, tuple[int, int] | None]:
     """'yolov3@1088x1920' -> ('yolov3', (1088, 1920))."""
     if "@" in spec:
         name, res = spec.rsplit("@", 1)
-        return name, api.parse_resolution(res)
+        return name, api.parse_resolution(res, f"{spec}: the resolution after '@'")
     return spec, None
 
 

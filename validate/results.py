@@ -47,6 +47,8 @@ def _safe(name: str) -> str:
 
 def check_out_dir(out_dir: Path) -> Path:
     """Create ``out_dir`` if needed and prove it is writable; UserError otherwise."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: is a file; --out takes a directory (created if missing)")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".write-test-", dir=out_dir)
