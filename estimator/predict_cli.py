@@ -191,6 +191,12 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
                        "yes" if pred.layers.winograd[i] else "")
         console.print(lt)
     else:
+        t0 = raw.time_s[0, b0]
+        cb = raw.compute_bound[0, b0] & (t0 > 0)
+        mb = ~raw.compute_bound[0, b0] & (t0 > 0)
+        console.print(f"Bound per layer at batch {pred.batches[0]}: {int(cb.sum())} compute-bound, {int(mb.sum())} memory-bound, "
+                      f"{int((t0 <= 0).sum())} free (views, fused epilogues, uncosted); --layers lists every layer with its bound.",
+                      soft_wrap=True)
         order = np.argsort(-raw.time_s[0, b0])[:top]
         ht = Table(title=f"Heaviest layers by predicted time at batch {pred.batches[0]} (--layers for all)", title_justify="left")
         for c in ("layer", "op", "time", "% of latency", "bound", "util", "MACs"):
