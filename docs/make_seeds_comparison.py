@@ -117,7 +117,7 @@ def build() -> str:
     frac = float(p.throughput_per_s[0] / p.throughput_per_s.max())
     add(f"Seed: \"at batch 1 throughput may be half or less\" of the quoted (large-batch) figure. Tool, ResNet-50 on `{PROFILE}`: "
         f"batch 1 reaches {100 * frac:.0f}% of the best throughput in the sweep, because the {bytes_str(p.weight_bytes)} of weights "
-        f"do not fit in its {bytes_str(hw.sram_bytes)} SRAM and stream from DRAM once per batch; "
+        f"do not fit in its {bytes_str(hw.sram_bytes)} SRAM and stream from DRAM once per pass; "
         f"larger batches amortize them until activations spill.")
     add("")
     add("Batch 1 against the best batch of the sweep, ResNet-50 on every shipped profile (the seed: \"at batch 1 throughput "

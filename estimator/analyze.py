@@ -60,6 +60,12 @@ class LayerCost:
     note: str = ""
     map_k: int = 0                 # reduction size per output (rows of a MAC array); 0: not mapped
     map_n: int = 0                 # output channels / columns (cols of a MAC array); 0: not mapped
+    input_float_bytes: float = 0.0   # the float part of input_bytes, at the stored dtype
+    output_float_bytes: float = 0.0
+    shared_weight_float_elems: int = 0      # weights read here but owned (counted) by an earlier layer
+    shared_weight_other_bytes: float = 0.0
+    kernel_elems: int = 0            # Winograd candidates: elements of the conv kernel (grows when transformed)
+    kernel_float: bool = True
     inputs: tuple[str, ...] = ()   # activation tensors read
     outputs: tuple[str, ...] = ()  # activation tensors written
 
@@ -68,6 +74,29 @@ class LayerCost:
         if precision is None:
             return self.weight_bytes
         return self.weight_other_bytes + self.weight_float_elems * PRECISION_BYTES[precision]
+
+    def weight_read_bytes_at(self, precision: str | None) -> float:
+        """Bytes of every weight this layer reads (its own and shared ones owned earlier)."""
+        pb = PRECISION_BYTES[precision] if precision is not None else 4
+        return self.weight_bytes_at(precision) + self.shared_weight_other_bytes + self.shared_weight_float_elems * pb
+
+    def kernel_bytes_at(self, precision: str | None) -> float:
+        """Bytes of the conv kernel of a Winograd candidate (what a transform grows)."""
+        if not self.kernel_elems:
+            return 0.0
+        if self.kernel_float and precision is not None:
+            return self.kernel_elems * PRECISION_BYTES[precision]
+        return self.kernel_elems * (self.weight_bytes / max(self.params, 1))
+
+    def input_bytes_at(self, precision: str | None) -> float:
+        if precision is None:
+            return self.input_bytes
+        return self.input_bytes - self.input_float_bytes + self.input_float_elems * PRECISION_BYTES[precision]
+
+    def output_bytes_at(self, precision: str | None) -> float:
+        if precision is None:
+            return self.output_bytes
+        return self.output_bytes - self.output_float_bytes + self.output_float_elems * PRECISION_BYTES[precision]
 
 
 @dataclass(frozen=True)
@@ -160,16 +189,23 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
 
         # one pass over the inputs: parameters (constant, non-control, owned by their first
         # consumer) and activations read
-        params = wfloat = in_elems = in_float = 0
-        wbytes = wother = in_bytes = 0.0
+        params = wfloat = in_elems = in_float = sh_float = 0
+        wbytes = wother = in_bytes = in_fbytes = sh_other = 0.0
         act_in: list[str] = []
         for i, x in enumerate(node.inputs):
             if not x:
                 continue
             t = in_infos[i]
             if const_flags[i]:
-                if i in control or x in weight_owner or t is None or t.elems is None or t.elems <= 1:
+                if i in control or t is None or t.elems is None or t.elems <= 1:
                     continue  # scalar constants (GELU's 0.5, a 1/sqrt(d) scale) are not parameters
+                if x in weight_owner:  # shared: counted at its first consumer, read here too
+                    sd = _stored_dtype(graph, x, producers) if x in producers else t.dtype
+                    if sd in FLOAT_DTYPES:
+                        sh_float += t.elems
+                    else:
+                        sh_other += t.elems * DTYPE_BYTES.get(sd, 4)
+                    continue
                 weight_owner.add(x)
                 params += t.elems
                 sd = _stored_dtype(graph, x, producers) if x in producers else t.dtype
@@ -186,8 +222,9 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
                 in_bytes += t.elems * t.itemsize
                 if t.dtype in FLOAT_DTYPES:
                     in_float += t.elems
+                    in_fbytes += t.elems * t.itemsize
         out_elems = out_float = 0
-        out_bytes = 0.0
+        out_bytes = out_fbytes = 0.0
         act_out = [x for x in node.outputs if x]
         for t in out_infos:
             if t is not None and t.elems is not None:
@@ -195,6 +232,7 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
                 out_bytes += t.elems * t.itemsize
                 if t.dtype in FLOAT_DTYPES:
                     out_float += t.elems
+                    out_fbytes += t.elems * t.itemsize
         out_shape = out_infos[0].shape if out_infos and out_infos[0] is not None else None
 
         status, note = "ok", ""
@@ -217,6 +255,12 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
         if cost.macs:
             macs_by_type[qtype] += int(cost.macs)
         mk, mn = _mapping_dims(node, in_infos) if cost.macs else (0, 0)
+        kel, kfl = 0, True
+        if cost.winograd_candidate:
+            wi = 3 if node.op_type == "QLinearConv" else 1
+            kt = in_infos[wi] if wi < len(in_infos) else None
+            if kt is not None and kt.elems:
+                kel, kfl = int(kt.elems), kt.dtype in FLOAT_DTYPES
         layers.append(LayerCost(
             name=node.name, op_type=node.op_type, domain=node.domain, kind=cost.kind,
             layer_class=cost.layer_class, macs=int(cost.macs), non_mac_ops=int(cost.non_mac_ops),
@@ -225,6 +269,9 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
             output_elems=int(out_elems), output_bytes=out_bytes, output_float_elems=int(out_float),
             output_shape=out_shape, winograd_candidate=bool(cost.winograd_candidate),
             status=status, note=note, map_k=mk, map_n=mn,
+            input_float_bytes=in_fbytes, output_float_bytes=out_fbytes,
+            shared_weight_float_elems=int(sh_float), shared_weight_other_bytes=sh_other,
+            kernel_elems=kel, kernel_float=kfl,
             inputs=tuple(act_in), outputs=tuple(act_out)))
 
     # activation tensors: graph inputs and every layer output
@@ -312,7 +359,7 @@ def _peak_live_bytes(graph: Graph, layers: list[LayerCost], tensor_bytes: Mappin
         return float(sum(tensor_bytes.get(x, 0.0) for x in graph.inputs))
     alias: dict[str, str] = {}
     for l in layers:
-        if l.kind == "view" and l.inputs:
+        if l.kind == "view" and l.inputs and l.op_type not in ("Shape", "Size"):
             root = alias.get(l.inputs[0], l.inputs[0])
             for o in l.outputs:
                 alias[o] = root

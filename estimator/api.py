@@ -147,6 +147,10 @@ def estimate(spec: str, hw, *, batches: Sequence[int] | None = None, precision: 
                     precision=precision)
     bs = list(batches or DEFAULT_BATCHES)
     pred = roofline.predict(table, profile, bs, precision, winograd)
+    if not (pred.latency_s > 0).all():
+        t = table.totals
+        what = ", ".join(f"{k} x{v}" for k, v in {**t.unsupported_ops, **t.uncosted_ops}.items()) or "none"
+        raise UserError(f"{spec}: no layer has a cost to predict (unsupported or uncosted: {what}); see `estimate {spec}`")
     base = roofline.predict(table, profile, bs, precision, "off") if pred.winograd != "off" else None
     return table, pred, base
 

@@ -30,6 +30,7 @@ from onnx import helper, numpy_helper, shape_inference
 
 from .errors import UserError
 from .graph import Graph, Node, TensorInfo, elems_of
+from .ops.base import CONTROL_INPUTS
 
 # Integer constants up to this many elements keep their values (shape arithmetic needs them).
 _SMALL_CONST_ELEMS = 4096
@@ -278,6 +279,20 @@ def _bind(bindings: dict[str, int], old: list, new: list) -> None:
             bindings[o] = int(n)
 
 
+def _take_declared_shapes(g: onnx.GraphProto) -> dict[str, tuple[int, ...] | None]:
+    """Remove the declared shapes of value_info and graph outputs (keeping their types) and
+    return them: {tensor: shape if every dim is a number, else None}."""
+    out: dict[str, tuple[int, ...] | None] = {}
+    for vi in list(g.value_info) + list(g.output):
+        tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+        if tt is None or not tt.HasField("shape"):
+            continue
+        dims = _dims(vi)
+        out[vi.name] = tuple(dims) if dims and all(isinstance(d, int) and d > 0 for d in dims) else None
+        tt.ClearField("shape")
+    return out
+
+
 def _substitute_dims(g: onnx.GraphProto, bindings: Mapping[str, int]) -> None:
     """Declared shapes (value_info, outputs) that use a symbolic name bound by an input get
     its value, so that inference and the declared shapes of ops it cannot infer agree."""
@@ -464,6 +479,10 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     # 4. Input dims.
     bindings = _apply_overrides(src, real_inputs, batch, dict(input_shapes or {}), resolution, notes)
     _substitute_dims(g, bindings)
+    # Declared shapes (value_info, outputs) may carry the exported batch or resolution: infer
+    # without them, and use a declaration only for a tensor inference cannot tell (the output
+    # of an op ONNX does not know), with a note.
+    declared = _take_declared_shapes(g)
     for vi in real_inputs:
         n = elems_of(tuple(_dims(vi)))  # all ints now
         if n is not None and n > _ABSURD_ELEMS:
@@ -479,6 +498,13 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
                                                      const_values, opset, notes)
     for k, v in init_info.items():
         infos.setdefault(k, v)
+    used_decl = [k for k, shp in declared.items() if (k not in infos or infos[k].shape is None) and shp is not None]
+    for k in used_decl:
+        dt = infos[k].dtype if k in infos else "float32"
+        infos[k] = TensorInfo(k, declared[k], dt)
+    if used_decl:
+        notes.append(f"shape of {len(used_decl)} tensor(s) taken from the model's declarations, which inference could not "
+                     f"check ({', '.join(used_decl[:3])}{'...' if len(used_decl) > 3 else ''})")
     if missing_small:
         _check_missing_values(src, plain, names, infos, missing_small)
     for vi in real_inputs:
@@ -493,21 +519,26 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     constants = set(init_names)
     const_nodes: set[str] = set()
     for i in order:
-        op, _, n_in, n_out = plain[i]
+        op, dom, n_in, n_out = plain[i]
         if op in _RANDOM_OPS or op in _SUBGRAPH_OPS:
             continue
         ins = [x for x in n_in if x]
-        if not all(x in constants or x in static for x in ins):
-            continue  # the common case: a layer reading activations
         outs = [o for o in n_out if o]
         if op in _SHAPE_READERS and ins and infos.get(ins[0]) is not None and infos[ins[0]].shape is not None:
-            const_nodes.add(names[i])
+            const_nodes.add(names[i])  # reads only metadata of a tensor whose shape is known
             static.update(outs)
             continue
-        small = all(_is_small(infos.get(o)) for o in outs)
-        if all(x in constants for x in ins) and (op in _WEIGHT_DERIVING or small):
+        if not all(x in constants or x in static for x in ins):
+            continue  # the common case: a layer reading activations
+        # data inputs: all but the control inputs (shape vectors, axes...) of the op
+        ctrl = CONTROL_INPUTS.get(op, frozenset()) if dom in ("", "ai.onnx") else frozenset()
+        data = [x for k, x in enumerate(n_in) if x and k not in ctrl]
+        # fold a non-weight-deriving op only when everything it touches is small (shape
+        # arithmetic): a Gather from a big constant table stays a layer that owns the table
+        small = all(_is_small(infos.get(x)) for x in outs + ins)
+        if all(x in constants for x in data) and (op in _WEIGHT_DERIVING or small):
             const_nodes.add(names[i])
-            constants.update(outs)
+            constants.update(outs)  # a weight, possibly reshaped by a statically computed shape
         elif small or op in _WEIGHT_DERIVING:
             const_nodes.add(names[i])
             static.update(outs)

@@ -56,7 +56,7 @@ def hardware_dict(pred: roofline.Prediction) -> dict[str, Any]:
 def predictions_list(pred: roofline.Prediction) -> list[dict[str, Any]]:
     bf = pred.bound_fraction
     energy = pred.energy_per_inference_j
-    spilled = (~pred.raw.fits[0]).sum(axis=-1)
+    spilled = pred.spilling_layers
     out = []
     for i, b in enumerate(pred.batches):
         out.append({
@@ -106,7 +106,8 @@ def prediction_document(table: CostTable, pred: roofline.Prediction, base: roofl
     for i, layer in enumerate(doc["layers"]):
         layer["predicted"] = {
             "time_s": [_f(x) for x in raw.time_s[0, :, i]],
-            "bound": ["compute" if c else "memory" for c in raw.compute_bound[0, :, i]] if raw.time_s[0, 0, i] > 0 else ["none"] * len(pred.batches),
+            "bound": ["none" if t <= 0 else "compute" if c else "memory"
+                      for c, t in zip(raw.compute_bound[0, :, i], raw.time_s[0, :, i])],
             "utilization": _f(raw.util[0, i]),
             "dram_bytes": [_f(x) for x in raw.dram_bytes[0, :, i]],
             "macs_after_winograd": _f(raw.macs[0, i]),
@@ -155,7 +156,7 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
               "memory-bound", "spilling layers"):
         bt.add_column(c, justify="right")
     bf = pred.bound_fraction
-    spilled = (~pred.raw.fits[0]).sum(axis=-1)
+    spilled = pred.spilling_layers
     for i, b in enumerate(pred.batches):
         sb = int(pred.sub_batch[i])
         bt.add_row(str(b), f"{-(-int(b) // sb)} x {sb}", seconds_str(pred.latency_s[i]), f"{pred.throughput_per_s[i]:,.1f}",
@@ -344,24 +345,30 @@ def split_model_spec(spec: str) -> tuple[str, tuple[int, int] | None]:
     return spec, None
 
 
+def _ratio(a: float, b: float) -> float:
+    return float(a) / float(b) if b > 0 else float("nan")
+
+
 def compare_rows(specs: Sequence[str], hw: str, *, precision: str | None = None, batches: Sequence[int] | None = None,
                  winograd: str | None = None) -> list[dict[str, Any]]:
-    """One row of stress figures per model (see docs/compare.md for the columns)."""
+    """One row of stress figures per model (columns: docs/json-schema.md, `estimate compare`)."""
     profile = api.load_profile(hw)
+    if batches is not None and 1 not in batches:
+        batches = sorted({1, *batches})  # the *_b1 columns are batch 1
     rows = []
     for spec in specs:
         name, res = split_model_spec(spec)
         table, pred, base = api.estimate(name, profile, batches=batches, precision=precision, winograd=winograd, resolution=res)
         if base is None:  # what F2 would give, when the run itself has no Winograd
             _, wpred, _ = api.estimate(name, profile, batches=batches, precision=precision, winograd="f2", resolution=res)
-            wgain = float(pred.latency_s[0] / wpred.latency_s[0])
+            wgain = _ratio(pred.latency_s[0], wpred.latency_s[0])
             wmode = "f2 what-if"
         else:
-            wgain = float(base.latency_s[0] / pred.latency_s[0])
+            wgain = _ratio(base.latency_s[0], pred.latency_s[0])
             wmode = pred.winograd
         t = table.totals
         bi = pred.best_batch_index()
-        spill = (~pred.raw.fits[0, 0]).sum()
+        spill = pred.spilling_layers[0]
         rows.append({
             "model": spec, "inputs": ", ".join("x".join(map(str, i.shape or ())) for i in table.inputs),
             "precision": pred.precision, "macs": t.macs, "params": t.params, "weight_bytes": pred.weight_bytes,
@@ -369,12 +376,12 @@ def compare_rows(specs: Sequence[str], hw: str, *, precision: str | None = None,
             "peak_activation_bytes": t.peak_activation_bytes,
             "weights_fit_sram": pred.weight_bytes <= profile.sram_bytes,
             "max_activation_fits_sram": t.max_activation_bytes <= profile.sram_bytes,
-            "layers_spilling_b1": int(spill), "latency_b1_s": float(pred.latency_s[0]),
-            "best_throughput_per_s": float(pred.throughput_per_s[bi]), "best_batch": int(pred.batches[bi]),
+            "layers_spilling_b1": int(spill), "latency_b1_s": _f(pred.latency_s[0]),
+            "best_throughput_per_s": _f(pred.throughput_per_s[bi]), "best_batch": int(pred.batches[bi]),
             "batch_for_90pct": pred.batch_for_fraction(0.9),
-            "dram_bandwidth_needed_bytes_per_s": float(pred.dram_bandwidth_needed[bi]),
+            "dram_bandwidth_needed_bytes_per_s": _f(pred.dram_bandwidth_needed[bi]),
             "winograd": pred.winograd,  # the mode the figures above use
-            "winograd_gain_mode": wmode, "winograd_gain_b1": wgain,  # vs off; "f2 what-if" when the run is off
+            "winograd_gain_mode": wmode, "winograd_gain_b1": _f(wgain),  # vs off; "f2 what-if" when the run is off
             "unsupported_ops": sum(t.unsupported_ops.values()),
         })
     return rows

@@ -91,22 +91,12 @@ def layer_dict(l: LayerCost, precision: str | None) -> dict[str, Any]:
         "layer_class": l.layer_class, "macs": l.macs, "non_mac_ops": l.non_mac_ops,
         "params": l.params, "weight_bytes": l.weight_bytes_at(precision),
         "weight_bytes_stored": l.weight_bytes,
-        "input_elems": l.input_elems, "input_bytes": _act_bytes(l.input_bytes, l.input_float_elems, l.input_elems, precision),
-        "output_elems": l.output_elems, "output_bytes": _act_bytes(l.output_bytes, l.output_float_elems, l.output_elems, precision),
+        "input_elems": l.input_elems, "input_bytes": l.input_bytes_at(precision),
+        "output_elems": l.output_elems, "output_bytes": l.output_bytes_at(precision),
         "output_shape": list(l.output_shape) if l.output_shape is not None else None,
         "winograd_candidate": l.winograd_candidate, "status": l.status,
         **({"note": l.note} if l.note else {}),
     }
-
-
-def _act_bytes(stored: float, float_elems: int, elems: int, precision: str | None) -> float:
-    if precision is None:
-        return stored
-    from .graph import PRECISION_BYTES
-
-    # non-float part keeps its stored size; float part at the precision
-    float_stored = stored if float_elems == elems else float_elems * 4.0
-    return stored - float_stored + float_elems * PRECISION_BYTES[precision]
 
 
 def analysis_document(table: CostTable, *, source: str = "") -> dict[str, Any]:
@@ -118,7 +108,7 @@ def analysis_document(table: CostTable, *, source: str = "") -> dict[str, Any]:
         "model": {
             "name": table.model, "source": source, "batch": table.batch,
             "precision": table.precision or "stored",
-            "inputs": [{"name": i.name, "shape": list(i.shape) if i.shape else None, "dtype": i.dtype} for i in table.inputs],
+            "inputs": [{"name": i.name, "shape": list(i.shape) if i.shape is not None else None, "dtype": i.dtype} for i in table.inputs],
             "weights_present": table.weights_present,
             "notes": list(table.notes),
         },
@@ -240,7 +230,6 @@ def layers_table(table: CostTable) -> Table:
     for i, l in enumerate(table.layers):
         tb.add_row(str(i), l.name, l.op_type + ("" if l.status == "ok" else f" [red]({l.status})[/red]"),
                    si(l.macs), si(l.non_mac_ops), si(l.params), bytes_str(l.weight_bytes_at(table.precision)),
-                   bytes_str(_act_bytes(l.input_bytes, l.input_float_elems, l.input_elems, table.precision)),
-                   bytes_str(_act_bytes(l.output_bytes, l.output_float_elems, l.output_elems, table.precision)),
+                   bytes_str(l.input_bytes_at(table.precision)), bytes_str(l.output_bytes_at(table.precision)),
                    shape_str(l.output_shape), "yes" if l.winograd_candidate else "")
     return tb

@@ -15,9 +15,10 @@ throughput(b) = b / latency(b).
 
 SRAM residency policy (explicit, all-or-nothing for weights):
 - weights: if every weight of the model (at the precision, after Winograd growth when the
-  profile stores transformed weights) fits in sram_bytes, they stay resident: read from DRAM
-  once and amortized away in steady state (0 DRAM bytes per inference). Otherwise every layer
-  streams its weights from DRAM once per batch (b samples share one read).
+  profile stores transformed weights) fits in sram_bytes, they may be pinned: read from DRAM
+  once and amortized away in steady state (0 DRAM bytes per inference). Otherwise, or when
+  streaming is faster (pinned weights leave less SRAM to activations), every layer streams the
+  weights it reads from DRAM once per pass (the samples of a pass share one read).
 - activations: the SRAM left after resident weights holds activations. A layer "fits" when
   b x (its input + output activation bytes) fits there. A tensor stays on chip when its
   producer and every consumer fit; otherwise it is written to DRAM once and read back by
@@ -72,7 +73,7 @@ class LayerArrays:
     op_types: tuple[str, ...]
     macs: np.ndarray            # (L,) per sample
     non_mac: np.ndarray         # (L,) per sample
-    weight_bytes: np.ndarray    # (L,) at the precision, untransformed
+    weight_bytes: np.ndarray    # (L,) at the precision, untransformed: the weights this layer owns
     winograd: np.ndarray        # (L,) bool candidate
     map_k: np.ndarray           # (L,) 0 = unmapped
     map_n: np.ndarray
@@ -90,6 +91,8 @@ class LayerArrays:
     cons_pad: np.ndarray = field(default=None, repr=False)  # (T, k) consumer layers of each tensor, L = none
     fused: np.ndarray = field(default=None, repr=False)     # (L,) bool: epilogue fused into its producer
     fused_input: np.ndarray = field(default=None, repr=False)  # (T,) bool: tensor consumed only by a fused epilogue
+    weight_read_bytes: np.ndarray = field(default=None, repr=False)  # (L,) all weights read, shared ones included
+    kernel_bytes: np.ndarray = field(default=None, repr=False)  # (L,) conv kernel of Winograd candidates
 
     @classmethod
     def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = ()) -> "LayerArrays":
@@ -100,7 +103,7 @@ class LayerArrays:
         # aliases: a view's outputs are its (root) input
         alias: dict[str, str] = {}
         for l, v in zip(layers, is_view):
-            if v and l.inputs:
+            if v and l.inputs and l.op_type not in ("Shape", "Size"):
                 root = alias.get(l.inputs[0], l.inputs[0])
                 for o in l.outputs:
                     alias[o] = root
@@ -168,7 +171,9 @@ class LayerArrays:
             class_idx=np.array([cls_index.get(l.layer_class, cls_index["other"]) for l in layers], dtype=np.int64),
             tensor_bytes=tb, producer=prod, is_output=is_out, edge_tensor=et, edge_layer=el, ws_bytes=ws,
             in_pad=pad(ins_of, T), out_pad=pad(outs_of, T), cons_pad=pad(cons_of, L),
-            fused=fused, fused_input=fused_in)
+            fused=fused, fused_input=fused_in,
+            weight_read_bytes=np.array([l.weight_read_bytes_at(prec) for l in layers], dtype=np.float64),
+            kernel_bytes=np.array([l.kernel_bytes_at(prec) for l in layers], dtype=np.float64))
 
 
 #: Element-wise ops that inference runtimes fuse into the epilogue of the contraction that
@@ -350,7 +355,8 @@ def evaluate(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> RawPredic
     A batch b may run as ceil(b/s) passes of a sub-batch s (s among the powers of two and the
     requested batches up to b), each pass layer by layer: whatever is fastest. So a batch
     whose activations no longer fit in SRAM is never slower per sample than a smaller batch
-    that fits (a runtime would split it), and throughput is non-decreasing in batch.
+    that fits and divides it (a runtime would split it): throughput is non-decreasing over
+    batches that are powers of two (a batch of 3 runs as 3 x 1, 2 x 2 or 1 x 3, no mixed split).
     """
     want = np.asarray(batches, dtype=np.int64)
     if want.size == 0 or want.min() < 1:
@@ -424,8 +430,9 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     tile_u, mfac, wfac, expand = uni(tile[:, None])[:, 0], uni(mfac[:, None])[:, 0], uni(wfac[:, None])[:, 0], uni(hw.wino_expand[:, None])[:, 0]
     cand = la.winograd[None, :] & (tile_u[:, None] > 0)                # (C|1, L)
     macs = np.where(cand, la.macs[None, :] / mfac[:, None], la.macs[None, :])
-    wgrow = np.where(cand & ~expand[:, None], wfac[:, None], 1.0)
-    wbytes = la.weight_bytes[None, :] * wgrow                            # (C|1, L) stored
+    # a transformed kernel grows by wfac; biases and the rest of the weights do not
+    grow = np.where(cand & ~expand[:, None], (wfac[:, None] - 1.0) * la.kernel_bytes[None, :], 0.0)
+    wbytes = la.weight_bytes[None, :] + grow                             # (C|1, L) stored
     wtotal = np.broadcast_to(wbytes.sum(axis=1), (C,))                   # (C,)
     resident = (wtotal <= hw.sram_bytes) & pin_weights
     act_cap = np.where(resident, hw.sram_bytes - wtotal, hw.sram_bytes)  # (C,)
@@ -457,7 +464,8 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     reads = np.concatenate([tbytes * offchip, zero], axis=-1)[..., la.in_pad].sum(axis=-1)          # (C, B, L)
     write_t = tbytes * (offchip | la.is_output[None, None, :])           # (C, B, T)
     writes = np.concatenate([write_t, zero], axis=-1)[..., la.out_pad].sum(axis=-1)
-    weight_traffic = np.where(resident[:, None], 0.0, np.where(expand[:, None], la.weight_bytes[None, :], wbytes))
+    # streamed weights: every layer reads all the weights it uses (shared ones again), once per pass
+    weight_traffic = np.where(resident[:, None], 0.0, la.weight_read_bytes[None, :] + grow)
     dram = reads + writes + weight_traffic[:, None, :]                   # (C, B, L) per batch
     dram = np.where(costed[None, None, :], dram, 0.0)
     memory = dram / (hw.dram_bytes_per_s * hw.mem_eff)[:, None, None]
@@ -574,6 +582,14 @@ class Prediction:
     def weights_resident(self) -> np.ndarray:
         """(B,) weights pinned in SRAM at each batch (the faster residency choice)."""
         return self.raw.weights_resident[0]
+
+    @property
+    def spilling_layers(self) -> np.ndarray:
+        """(B,) costed layers whose working set does not fit in SRAM (views, fused epilogues and
+        layers without a cost are not counted)."""
+        la = self.layers
+        active = la.costed & ~la.is_view & (~la.fused if la.fused is not None else True)
+        return (~self.raw.fits[0] & active[None, :]).sum(axis=-1)
 
     @property
     def weights_fit_sram(self) -> bool:
