@@ -6,11 +6,13 @@ onnxruntime (the CLI, estimator/calibrate_cli.py, does the I/O).
 
 The model being fitted is the roofline's (estimator/roofline.py), per layer l at batch b:
 
-    time_l = max(C_l * x[class(l)], M_l * x_mem) + o * costed_l
+    time_l = max(C_l * x[class(l)], M_l * x_mem) + o[class(l)] * costed_l
 
 where C_l is the layer's compute time at efficiency 1 (MACs / peak, plus non-MAC ops / the
 vector rate), M_l its DRAM time at efficiency 1, x = 1 / efficiency (per layer class for
-compute, one for memory), and o = layer_overhead_s. For a fixed choice of the active branch
+compute, one for memory), and o = the fixed time per layer, per layer class
+(layer_overhead_by_class_s; a class with fewer than MIN_OVERHEAD_LAYERS layers in the data
+keeps the input profile's value). For a fixed choice of the active branch
 of each max() the time is linear in theta = (x_classes, x_mem, o), so the fit alternates:
 (1) pick each layer's active branch with the current theta, (2) solve a bounded, weighted
 linear least-squares problem for theta, until the branches stop changing (at most
@@ -52,6 +54,7 @@ EFF_MAX = 10.0
 OVERHEAD_MAX_S = 1e-3
 MAX_OUTER = 30
 MIN_CLASS_SHARE = 0.02
+MIN_OVERHEAD_LAYERS = 3
 
 
 # ----------------------------------------------------------------------------- data
@@ -173,16 +176,16 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
 @dataclass(frozen=True)
 class Params:
     """x = 1/efficiency per layer class (LAYER_CLASSES order), x_mem = 1/memory efficiency,
-    overhead_s per costed layer."""
+    overhead_s = seconds per costed layer, per layer class (LAYER_CLASSES order)."""
 
     x_class: np.ndarray
     x_mem: float
-    overhead_s: float
+    overhead_s: np.ndarray
 
     @classmethod
     def from_profile(cls, p: HardwareProfile) -> "Params":
         return cls(np.array([1.0 / p.efficiency.compute_for(c) for c in LAYER_CLASSES]),
-                   1.0 / p.efficiency.memory, float(p.layer_overhead_s))
+                   1.0 / p.efficiency.memory, np.array([p.overhead_for(c) for c in LAYER_CLASSES]))
 
     def vector(self) -> np.ndarray:
         return np.r_[self.x_class, self.x_mem, self.overhead_s]
@@ -190,27 +193,39 @@ class Params:
     @classmethod
     def from_vector(cls, v: np.ndarray) -> "Params":
         n = len(LAYER_CLASSES)
-        return cls(np.array(v[:n], dtype=float), float(v[n]), float(v[n + 1]))
+        return cls(np.array(v[:n], dtype=float), float(v[n]), np.array(v[n + 1:n + 1 + n], dtype=float))
+
+    def overheads(self) -> dict[str, float]:
+        return {c: float(o) for c, o in zip(LAYER_CLASSES, self.overhead_s)}
 
     def efficiencies(self) -> dict[str, float]:
         return {c: 1.0 / x for c, x in zip(LAYER_CLASSES, self.x_class)}
 
 
 def apply_params(profile: HardwareProfile, params: Params, fitted_classes: Sequence[str] | None = None,
-                 source: str | None = None, notes: Mapping[str, str] | None = None) -> HardwareProfile:
-    """The profile with the fitted efficiencies and overhead (rounded to 4 significant digits)."""
+                 source: str | None = None, notes: Mapping[str, str] | None = None,
+                 overhead_classes: Sequence[str] | None = None) -> HardwareProfile:
+    """The profile with the fitted efficiencies and overheads (rounded to 4 significant digits).
+
+    Fitted overheads go to layer_overhead_by_class_s; layer_overhead_s, which classes without
+    a fitted value use, becomes their median (the fit saw no layer of those classes)."""
     eff = params.efficiencies()
     by_class = {c: _r4(eff[c]) for c in LAYER_CLASSES}
     used = [by_class[c] for c in (fitted_classes or LAYER_CLASSES)]
     compute = _r4(float(np.median(used))) if used else profile.efficiency.compute
+    ov = params.overheads()
+    ov_classes = list(overhead_classes) if overhead_classes is not None else list(LAYER_CLASSES)
+    ov_by = {c: float(f"{ov[c]:.4g}") for c in ov_classes}
+    ov_default = float(f"{float(np.median(list(ov_by.values()))):.4g}") if ov_by else profile.layer_overhead_s
     changes = {"efficiency": {"compute": compute, "memory": _r4(1.0 / params.x_mem), "by_layer_class": by_class},
-               "layer_overhead_s": float(f"{params.overhead_s:.4g}")}
+               "layer_overhead_s": ov_default, "layer_overhead_by_class_s": ov_by or None}
     out = with_overrides(profile, **changes)
     extra = {}
     if source is not None:
         extra["source"] = source
     if notes is not None:
-        merged = {k: v for k, v in out.notes.items() if k not in ("efficiency", "layer_overhead_s")}
+        merged = {k: v for k, v in out.notes.items()
+                  if k not in ("efficiency", "layer_overhead_s", "layer_overhead_by_class_s")}
         merged.update(notes)
         extra["notes"] = merged
     return with_overrides(out, **extra) if extra else out
@@ -254,7 +269,7 @@ class _Basis:
 
 
 def _times(comp: np.ndarray, mem: np.ndarray, basis: _Basis, p: "Params") -> np.ndarray:
-    return np.maximum(comp * p.x_class[basis.cls], mem * p.x_mem) + p.overhead_s * basis.costed
+    return np.maximum(comp * p.x_class[basis.cls], mem * p.x_mem) + p.overhead_s[basis.cls] * basis.costed
 
 
 def _unit_profile(profile: HardwareProfile) -> HardwareProfile:
@@ -295,6 +310,7 @@ class FitResult:
     rows_layer: int
     rows_e2e: int
     residual_rms: float                 # of the relative (weighted) residuals
+    overhead_classes: tuple[str, ...] = ()  # classes whose overhead was fitted
 
 
 def _bvls(A: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, free: np.ndarray,
@@ -340,7 +356,7 @@ def fit(data: Dataset, profile: HardwareProfile, *, use_layers: bool = True, use
     prior = prior or Params.from_profile(profile)
     bases = [_basis(m, unit, data.precision) for m in data.models]
     nC = len(LAYER_CLASSES)
-    starts = [prior] + [Params(np.full(nC, 1.0 / e), 1.0 / mm, prior.overhead_s) for e, mm in STARTS]
+    starts = [prior] + [Params(np.full(nC, 1.0 / e), 1.0 / mm, prior.overhead_s.copy()) for e, mm in STARTS]
     best = None
     for st in starts:
         r = _fit_from(data, bases, st, prior, use_layers, use_e2e)
@@ -351,7 +367,7 @@ def fit(data: Dataset, profile: HardwareProfile, *, use_layers: bool = True, use
 
 def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bool, use_e2e: bool) -> FitResult:
     nC = len(LAYER_CLASSES)
-    nP = nC + 2
+    nP = 2 * nC + 1
     # which classes have work in the data
     work = np.zeros(nC)
     major = np.zeros(nC, dtype=bool)   # carries >= MIN_CLASS_SHARE of some model's compute time
@@ -363,9 +379,14 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
     # a class is fitted only if it carries at least MIN_CLASS_SHARE of some model's compute time: a
     # class seen only in a few small layers (the classifier GEMM of a CNN) would otherwise be
     # set by them and then mispredict models where it dominates (a transformer's GEMMs)
-    free = np.r_[major, True, True]
-    lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, 0.0]
-    hi = np.r_[np.full(nC, 1.0 / EFF_MIN), 1.0 / EFF_MIN, OVERHEAD_MAX_S]
+    # a class's overhead is fitted when the data has at least MIN_OVERHEAD_LAYERS layers of it
+    n_layers = np.zeros(nC)
+    for b in bases:
+        np.add.at(n_layers, b.cls[b.costed], 1)
+    ov_free = n_layers >= MIN_OVERHEAD_LAYERS
+    free = np.r_[major, True, ov_free]
+    lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, np.zeros(nC)]
+    hi = np.r_[np.full(nC, 1.0 / EFF_MIN), 1.0 / EFF_MIN, np.full(nC, OVERHEAD_MAX_S)]
     theta = np.clip(np.where(free, start.vector(), prior.vector()), lo, hi)
     prev_branch = None
     it = 0
@@ -387,7 +408,7 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
                 idx = np.arange(len(b.cls))
                 R[idx[is_comp], b.cls[is_comp]] = comp0[is_comp]
                 R[idx[~is_comp], nC] = mem0[~is_comp]
-                R[:, nC + 1] = b.costed * npass
+                R[idx, nC + 1 + b.cls] = b.costed * npass
                 n_groups = 0
                 if use_layers:
                     for _, t, members in c.groups:
@@ -432,7 +453,8 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
     theta[:nC] = np.where(keep, theta[:nC], np.clip(prior.x_class, lo[:nC], hi[:nC]))
     rms = _true_rms(data, bases, Params.from_vector(theta), use_layers, use_e2e)
     fitted = tuple(c for c, k in zip(LAYER_CLASSES, keep) if k)
-    return FitResult(Params.from_vector(theta), fitted, it, converged, rows_l, rows_e, rms)
+    ov_fitted = tuple(c for c, k in zip(LAYER_CLASSES, ov_free) if k)
+    return FitResult(Params.from_vector(theta), fitted, it, converged, rows_l, rows_e, rms, ov_fitted)
 
 
 def _true_rms(data: Dataset, bases, p: Params, use_layers: bool, use_e2e: bool) -> float:
@@ -544,9 +566,12 @@ class Report:
 
 def params_dict(p: Params, fr: FitResult | None = None) -> dict:
     d = {"efficiency_by_class": {c: _r4(v) for c, v in p.efficiencies().items()},
-         "memory_efficiency": _r4(1.0 / p.x_mem), "layer_overhead_s": float(f"{p.overhead_s:.4g}")}
+         "memory_efficiency": _r4(1.0 / p.x_mem),
+         "layer_overhead_by_class_s": {c: float(f"{v:.4g}") for c, v in p.overheads().items()
+                                       if fr is None or c in fr.overhead_classes}}
+    d["layer_overhead_s"] = float(f"{float(np.median(list(d['layer_overhead_by_class_s'].values()) or [0.0])):.4g}")
     if fr is not None:
-        d.update({"fitted_classes": list(fr.fitted_classes), "iterations": fr.iterations, "converged": fr.converged,
+        d.update({"fitted_classes": list(fr.fitted_classes), "overhead_classes": list(fr.overhead_classes), "iterations": fr.iterations, "converged": fr.converged,
                   "rows_layer": fr.rows_layer, "rows_e2e": fr.rows_e2e, "residual_rms": fr.residual_rms})
     return d
 
@@ -554,7 +579,7 @@ def params_dict(p: Params, fr: FitResult | None = None) -> dict:
 def calibrate(data: Dataset, profile: HardwareProfile, *, cross_validate: bool = True) -> tuple[FitResult, Report]:
     """Fit on all models; report errors before, after, and under leave-one-model-out CV."""
     fr = fit(data, profile)
-    fitted_profile = apply_params(profile, fr.params, fr.fitted_classes)
+    fitted_profile = apply_params(profile, fr.params, fr.fitted_classes, overhead_classes=fr.overhead_classes)
     pts_fit = predict_dataset(data, fitted_profile)
     pts_before = predict_dataset(data, profile)
     pts_cv: list[dict] = []
@@ -571,7 +596,8 @@ def calibrate(data: Dataset, profile: HardwareProfile, *, cross_validate: bool =
                 notes.append(f"cross-validation, {m.name} held out: {', '.join(missing)} not fitted from the other "
                              f"models (no or too little work: < {MIN_CLASS_SHARE:.0%} of each one's compute time); "
                              "efficiency kept at the input profile's value")
-            pts_cv += predict_dataset(data.only(m.name), apply_params(profile, f.params, f.fitted_classes))
+            pts_cv += predict_dataset(data.only(m.name), apply_params(profile, f.params, f.fitted_classes,
+                                                                      overhead_classes=f.overhead_classes))
     elif cross_validate:
         notes.append("cross-validation needs results of at least two models")
     rep = Report(fitted=error_stats(pts_fit), before=error_stats(pts_before), cv=error_stats(pts_cv),

@@ -208,10 +208,14 @@ def calibrate_command(
             " (at its upper bound: no layer of these models is DRAM-bound at the fitted rates, so the data do not "
             "pin it; DRAM bandwidth does not limit them on this host)" if eff["memory_efficiency"] >= cal.EFF_MAX * 0.999
             else "")),
-        "layer_overhead_s": (f"fitted with the efficiencies: {eff['layer_overhead_s']:.3g} s per costed layer "
-                             f"(was {profile.layer_overhead_s:.3g})"),
+        "layer_overhead_s": (f"median of the fitted per-class overheads: {eff['layer_overhead_s']:.3g} s per costed "
+                             f"layer, used by classes without a fitted value (was {profile.layer_overhead_s:.3g})"),
+        "layer_overhead_by_class_s": ("fitted with the efficiencies, per layer class with at least "
+                                      f"{cal.MIN_OVERHEAD_LAYERS} layers in the data: "
+                                      + ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in eff["layer_overhead_by_class_s"].items())),
     }
-    calibrated = cal.apply_params(profile, fr.params, fr.fitted_classes, source=source, notes=notes)
+    calibrated = cal.apply_params(profile, fr.params, fr.fitted_classes, source=source, notes=notes,
+                                  overhead_classes=fr.overhead_classes)
     hardware.dump_profile(calibrated, out, overwrite=force)
     doc = rep.to_dict()
     if test_data is not None:
@@ -322,7 +326,8 @@ def report_markdown(doc: dict) -> str:
         parts += [table(TEST_HEAD, test_rows(doc)), ""]
     parts += [
              f"Fitted: compute efficiency by class: {eff}; memory efficiency {p['memory_efficiency']:.3g}; "
-             f"per-layer overhead {p['layer_overhead_s'] * 1e6:.1f} us."]
+             "per-layer overhead by class: " + (", ".join(f"{k} {v * 1e6:.1f} us" for k, v in p.get("layer_overhead_by_class_s", {}).items()) or "-")
+             + f" (others {p['layer_overhead_s'] * 1e6:.1f} us)."]
     parts += [f"- {n}" for n in doc.get("notes", [])]
     if doc.get("left_out_as_disturbed"):
         parts.append(f"- left out as disturbed (other processes > {doc['max_other_busy_pct']:.0f}% of the host): "
@@ -357,7 +362,9 @@ def _print_report(doc: dict) -> None:
     p = doc["params"]
     con.print("fitted: " + ", ".join(f"{k} {v:.3g}" for k, v in p["efficiency_by_class"].items()
                                      if k in p.get("fitted_classes", []))
-              + f"; memory {p['memory_efficiency']:.3g}; overhead {p['layer_overhead_s'] * 1e6:.1f} us/layer", highlight=False)
+              + f"; memory {p['memory_efficiency']:.3g}; overhead us/layer: "
+              + (", ".join(f"{k} {v * 1e6:.1f}" for k, v in p.get("layer_overhead_by_class_s", {}).items()) or "-"),
+              highlight=False)
     for n in doc.get("notes", []):
         con.print(f"note: {n}", highlight=False)
     for n in doc.get("left_out_as_disturbed", []):

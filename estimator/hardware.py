@@ -84,6 +84,7 @@ _TOP_KEYS: dict[str, str] = {
     "dram_bandwidth_bytes_per_s": "bytes per second",
     "dram_bytes": "bytes",
     "layer_overhead_s": "seconds per layer",
+    "layer_overhead_by_class_s": "seconds per layer, by layer class",
     "efficiency": "compute / memory multipliers",
     "winograd": "tile and weights",
     "energy": "joules per MAC and per DRAM byte",
@@ -235,13 +236,20 @@ class HardwareProfile:
     dram_bandwidth_bytes_per_s: float
     dram_bytes: int | None = None
     layer_overhead_s: float = 0.0
+    layer_overhead_by_class_s: FrozenMap = field(default_factory=FrozenMap)
     efficiency: Efficiency = field(default_factory=Efficiency)
     winograd: Winograd | None = None
     energy: Energy | None = None
     notes: FrozenMap = field(default_factory=FrozenMap)
     origin: str = field(default="", compare=False, repr=False)
 
+    def overhead_for(self, layer_class: str) -> float:
+        """Fixed time per layer of a class: ``layer_overhead_by_class_s`` entry, else
+        ``layer_overhead_s``."""
+        return float(self.layer_overhead_by_class_s.get(layer_class, self.layer_overhead_s))
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "layer_overhead_by_class_s", _frozen(self.layer_overhead_by_class_s))
         object.__setattr__(self, "mac_units", _frozen(self.mac_units))
         object.__setattr__(self, "vector_ops_per_cycle", _frozen(self.vector_ops_per_cycle))
         object.__setattr__(self, "notes", _frozen(self.notes))
@@ -546,6 +554,18 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
                 f"got {_fmt(overhead)}",
             )
         fields["layer_overhead_s"] = overhead
+    if "layer_overhead_by_class_s" in data:
+        by = _mapping(origin, "layer_overhead_by_class_s", data["layer_overhead_by_class_s"],
+                      "layer class -> seconds per layer")
+        out_by: dict[str, float] = {}
+        for cls in by:
+            _choice(origin, "layer_overhead_by_class_s", cls, LAYER_CLASSES, "layer class")
+            key = f"layer_overhead_by_class_s.{cls}"
+            v = _non_negative(origin, key, by[cls], "seconds per layer")
+            if v >= LAYER_OVERHEAD_MAX_S:
+                _fail(origin, key, f"must be < {_fmt(LAYER_OVERHEAD_MAX_S)} (seconds per layer), got {_fmt(v)}")
+            out_by[cls] = float(v)
+        fields["layer_overhead_by_class_s"] = FrozenMap(out_by)
 
     if "mac_array" in data:
         array = _mapping(origin, "mac_array", data["mac_array"], "rows and cols")
@@ -660,6 +680,8 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
     if p.dram_bytes is not None:
         out["dram_bytes"] = int(p.dram_bytes)
     out["layer_overhead_s"] = float(p.layer_overhead_s)
+    if p.layer_overhead_by_class_s:
+        out["layer_overhead_by_class_s"] = {k: float(v) for k, v in p.layer_overhead_by_class_s.items()}
     eff: dict[str, Any] = {
         "compute": float(p.efficiency.compute),
         "memory": float(p.efficiency.memory),

@@ -46,6 +46,7 @@ def hardware_dict(pred: roofline.Prediction) -> dict[str, Any]:
         "ridge_point_macs_per_byte": p.ridge_point(pred.precision),
         "mac_array": ({"rows": p.mac_array.rows, "cols": p.mac_array.cols} if p.mac_array else None),
         "layer_overhead_s": p.layer_overhead_s,
+        "layer_overhead_by_class_s": dict(p.layer_overhead_by_class_s),
         "efficiency": {"compute": p.efficiency.compute, "memory": p.efficiency.memory,
                        "by_layer_class": dict(p.efficiency.by_layer_class)},
         "winograd": pred.winograd,
@@ -214,7 +215,8 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
 def calibrated(p) -> bool:
     """A profile carries measured efficiencies or overheads (not the ideal defaults)."""
     e = p.efficiency
-    return bool(e.compute != 1.0 or e.memory != 1.0 or len(e.by_layer_class) or p.layer_overhead_s)
+    return bool(e.compute != 1.0 or e.memory != 1.0 or len(e.by_layer_class) or p.layer_overhead_s
+                or len(p.layer_overhead_by_class_s))
 
 
 def _util_str(raw: roofline.RawPrediction, i: int) -> str:

@@ -7,7 +7,7 @@ batches (B) and layers (L). A prediction for one profile is C = 1; a design-spac
   compute_s = b * MACs' / (peak_MAC/s * utilization * compute_efficiency[class])
               + b * non_MAC_ops / (vector_ops_per_s * compute_efficiency[class])   (0 without a rate)
   memory_s  = DRAM_bytes(b) / (dram_bandwidth * memory_efficiency)
-  time_s    = max(compute_s, memory_s) + layer_overhead_s      (views: 0)
+  time_s    = max(compute_s, memory_s) + overhead[class]      (views, fused epilogues: 0)
   bound     = "compute" if compute_s >= memory_s else "memory"
 
 and the model runs its layers one after another: latency(b) = sum of layer times,
@@ -219,7 +219,7 @@ class HwArrays:
     compute_eff: np.ndarray           # (C, n_classes)
     rows: np.ndarray                  # 0 = no array
     cols: np.ndarray
-    overhead_s: np.ndarray
+    overhead_s: np.ndarray            # (C, n_classes) fixed seconds per layer of each class
     wino_tile: np.ndarray             # 0 = off
     wino_expand: np.ndarray           # bool: expand_on_load
     energy_mac_j: np.ndarray          # nan = unknown
@@ -250,7 +250,7 @@ class HwArrays:
             cols["ceff"].append([p.efficiency.compute_for(c) for c in LAYER_CLASSES])
             cols["rows"].append(float(p.mac_array.rows) if p.mac_array else 0.0)
             cols["cols"].append(float(p.mac_array.cols) if p.mac_array else 0.0)
-            cols["ovh"].append(float(p.layer_overhead_s))
+            cols["ovh"].append([p.overhead_for(c) for c in LAYER_CLASSES])
             if winograd is not None:
                 tile = WINOGRAD_TILES[winograd]
             else:
@@ -264,7 +264,7 @@ class HwArrays:
                    vector_ops_per_s=np.array(cols["vec"]), sram_bytes=np.array(cols["sram"]),
                    dram_bytes_per_s=np.array(cols["bw"]), mem_eff=np.array(cols["meff"]),
                    compute_eff=np.array(cols["ceff"]).reshape(len(profiles), len(LAYER_CLASSES)),
-                   rows=np.array(cols["rows"]), cols=np.array(cols["cols"]), overhead_s=np.array(cols["ovh"]),
+                   rows=np.array(cols["rows"]), cols=np.array(cols["cols"]), overhead_s=np.array(cols["ovh"]).reshape(len(profiles), len(LAYER_CLASSES)),
                    wino_tile=np.array(cols["tile"]), wino_expand=np.array(cols["exp"], dtype=bool),
                    energy_mac_j=np.array(cols["emac"]), energy_byte_j=np.array(cols["ebyte"]))
 
@@ -301,7 +301,8 @@ class HwArrays:
                    sram_bytes=flat.get("sram_bytes", col(one.sram_bytes)),
                    dram_bytes_per_s=flat.get("dram_bandwidth_bytes_per_s", col(one.dram_bytes_per_s)),
                    mem_eff=col(one.mem_eff), compute_eff=col(one.compute_eff), rows=col(one.rows), cols=col(one.cols),
-                   overhead_s=flat.get("layer_overhead_s", col(one.overhead_s)), wino_tile=col(one.wino_tile),
+                   overhead_s=(np.repeat(flat["layer_overhead_s"][:, None], len(LAYER_CLASSES), axis=1)
+                               if "layer_overhead_s" in flat else col(one.overhead_s)), wino_tile=col(one.wino_tile),
                    wino_expand=col(one.wino_expand), energy_mac_j=col(one.energy_mac_j), energy_byte_j=col(one.energy_byte_j))
 
 
@@ -469,7 +470,7 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     dram = reads + writes + weight_traffic[:, None, :]                   # (C, B, L) per batch
     dram = np.where(costed[None, None, :], dram, 0.0)
     memory = dram / (hw.dram_bytes_per_s * hw.mem_eff)[:, None, None]
-    overhead = uni(hw.overhead_s[:, None])[:, :, None] * active.astype(dt)[None, None, :]  # (C|1, 1, L)
+    overhead = (uni(hw.overhead_s)[:, la.class_idx] * active.astype(dt)[None, :])[:, None, :]  # (C|1, 1, L)
     time = np.maximum(compute, memory)
     time += overhead
     energy = (hw.energy_mac_j[:, None] * (b[..., 0] * macs.sum(axis=1)[:, None])
