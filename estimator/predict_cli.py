@@ -146,7 +146,7 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
                   f"largest activation {bytes_str(t.max_activation_bytes)}, peak live activations {bytes_str(t.peak_activation_bytes)}",
                   soft_wrap=True)
     if not calibrated(hwp):
-        console.print(f"[yellow]note:[/yellow] '{hwp.name}' is uncalibrated (efficiency 1, no per-layer overhead): these are "
+        console.print(f"[yellow]note:[/yellow] '{hwp.name}' is uncalibrated (efficiencies 1): these are "
                       "ideal-peak figures; real devices are slower, often several times at batch 1. "
                       "Calibrate with measurements (docs/calibration.md).", soft_wrap=True)
     report._render_unsupported(console, t.unsupported_ops, t.uncosted_ops)
@@ -213,10 +213,10 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
 
 
 def calibrated(p) -> bool:
-    """A profile carries measured efficiencies or overheads (not the ideal defaults)."""
+    """A profile carries efficiencies other than the ideal defaults (calibration writes them);
+    a per-layer overhead alone is a device property, not a calibration."""
     e = p.efficiency
-    return bool(e.compute != 1.0 or e.memory != 1.0 or len(e.by_layer_class) or p.layer_overhead_s
-                or len(p.layer_overhead_by_class_s))
+    return bool(e.compute != 1.0 or e.memory != 1.0 or len(e.by_layer_class))
 
 
 def _util_str(raw: roofline.RawPrediction, i: int) -> str:
