@@ -97,10 +97,11 @@ def parse_batches(text: str | None) -> list[int] | None:
     if text is None:
         return None
     out = []
-    for p in str(text).split(","):
+    parts = str(text).split(",")
+    for p in parts:
         p = p.strip()
         if not p:
-            continue
+            raise UserError(f"--batch: '{text}' has an empty entry (use e.g. --batch 1,2,4,8)")
         try:
             b = int(p)
         except ValueError:
