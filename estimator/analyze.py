@@ -164,6 +164,20 @@ def _stored_dtype(graph: Graph, name: str, producers: Mapping[str, object]) -> s
     return t.dtype if t is not None else "float32"
 
 
+def _sizes(infos) -> tuple[int, float, int, float]:
+    """(elements, bytes, float elements, float bytes) of the known tensors among `infos`."""
+    n = nb = nf = nfb = 0
+    for t in infos:
+        if t is not None and t.elems is not None:
+            b = t.elems * t.itemsize
+            n += t.elems
+            nb += b
+            if t.dtype in FLOAT_DTYPES:
+                nf += t.elems
+                nfb += b
+    return n, float(nb), nf, float(nfb)
+
+
 def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> CostTable:
     """Cost every layer of `graph`; `precision` (fp32|fp16|bf16|int8) sizes float tensors.
 
@@ -189,9 +203,10 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
 
         # one pass over the inputs: parameters (constant, non-control, owned by their first
         # consumer) and activations read
-        params = wfloat = in_elems = in_float = sh_float = 0
-        wbytes = wother = in_bytes = in_fbytes = sh_other = 0.0
+        params = wfloat = sh_float = 0
+        wbytes = wother = sh_other = 0.0
         act_in: list[str] = []
+        in_infos_act: list[TensorInfo | None] = []
         for i, x in enumerate(node.inputs):
             if not x:
                 continue
@@ -217,22 +232,10 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
                     wother += b
                 continue
             act_in.append(x)
-            if t is not None and t.elems is not None:
-                in_elems += t.elems
-                in_bytes += t.elems * t.itemsize
-                if t.dtype in FLOAT_DTYPES:
-                    in_float += t.elems
-                    in_fbytes += t.elems * t.itemsize
-        out_elems = out_float = 0
-        out_bytes = out_fbytes = 0.0
+            in_infos_act.append(t)
+        in_elems, in_bytes, in_float, in_fbytes = _sizes(in_infos_act)
         act_out = [x for x in node.outputs if x]
-        for t in out_infos:
-            if t is not None and t.elems is not None:
-                out_elems += t.elems
-                out_bytes += t.elems * t.itemsize
-                if t.dtype in FLOAT_DTYPES:
-                    out_float += t.elems
-                    out_fbytes += t.elems * t.itemsize
+        out_elems, out_bytes, out_float, out_fbytes = _sizes(out_infos)
         out_shape = out_infos[0].shape if out_infos and out_infos[0] is not None else None
 
         status, note = "ok", ""

@@ -211,8 +211,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"unknown command '{args[0]}' (did you mean '{near[0]}'? see 'estimate --help')")
             args = ["analyze", *args]
         cmd = typer.main.get_command(app)
-        rv = cmd.main(args=args, prog_name="estimate", standalone_mode=False)
-        code = rv if isinstance(rv, int) else 0
+        try:
+            rv = cmd.main(args=args, prog_name="estimate", standalone_mode=False)
+            code = rv if isinstance(rv, int) else 0
+        except SystemExit as e:  # click exits 1 when stdout's reader has gone (`| head`)
+            code = e.code if isinstance(e.code, int) else 0
+            if isinstance(e.__context__, BrokenPipeError):
+                code = 0  # click already pointed stdout at /dev/null
     except UserError as e:
         sys.stderr.write(f"estimate: error: {e}\n")
         code = 2
@@ -254,7 +259,11 @@ def _click_exception(e: Exception, args: list[str]) -> int | None:
 
 def _finish(code: int, argv: list[str] | None) -> int:
     if argv is None:
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:  # `estimate ... | head`: the reader left; not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = 0 if code in (0, 1) else code
         sys.exit(code)
     return code
 

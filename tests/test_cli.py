@@ -217,3 +217,14 @@ def test_seeds_comparison_page_is_current():
     spec.loader.exec_module(mod)
     with open(mod.PAGE) as f:
         assert f.read() == mod.build(), "run python3 docs/make_seeds_comparison.py"
+
+
+def test_reader_leaving_the_pipe_is_not_an_error():
+    """`estimate resnet50 --layers | head -1`: the command exits 0, with nothing on stderr."""
+    exe = os.path.join(os.path.dirname(sys.executable), "estimate")
+    p = subprocess.Popen([exe, "resnet50", "--layers"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()  # the reader goes away, as head does
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "error" not in err
