@@ -82,6 +82,7 @@ _TOP_KEYS: dict[str, str] = {
     "mac_array": "rows and cols of one MAC array",
     "sram_bytes": "bytes",
     "dram_bandwidth_bytes_per_s": "bytes per second",
+    "onchip_bandwidth_bytes_per_s": "bytes per second",
     "dram_bytes": "bytes",
     "layer_overhead_s": "seconds per layer",
     "layer_overhead_by_class_s": "seconds per layer, by layer class",
@@ -234,6 +235,7 @@ class HardwareProfile:
     mac_array: MacArray | None = None
     sram_bytes: int
     dram_bandwidth_bytes_per_s: float
+    onchip_bandwidth_bytes_per_s: float | None = None
     dram_bytes: int | None = None
     layer_overhead_s: float = 0.0
     layer_overhead_by_class_s: FrozenMap = field(default_factory=FrozenMap)
@@ -538,6 +540,10 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
             data["vector_ops_per_cycle"],
             "element operations per cycle",
         )
+    if "onchip_bandwidth_bytes_per_s" in data:
+        fields["onchip_bandwidth_bytes_per_s"] = _positive(
+            origin, "onchip_bandwidth_bytes_per_s", data["onchip_bandwidth_bytes_per_s"], "bytes per second"
+        )
     if "dram_bytes" in data:
         fields["dram_bytes"] = _positive(
             origin, "dram_bytes", data["dram_bytes"], "bytes", integer=True
@@ -677,6 +683,8 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
         out["mac_array"] = {"rows": p.mac_array.rows, "cols": p.mac_array.cols}
     out["sram_bytes"] = int(p.sram_bytes)
     out["dram_bandwidth_bytes_per_s"] = float(p.dram_bandwidth_bytes_per_s)
+    if p.onchip_bandwidth_bytes_per_s is not None:
+        out["onchip_bandwidth_bytes_per_s"] = float(p.onchip_bandwidth_bytes_per_s)
     if p.dram_bytes is not None:
         out["dram_bytes"] = int(p.dram_bytes)
     out["layer_overhead_s"] = float(p.layer_overhead_s)

@@ -93,6 +93,9 @@ class LayerArrays:
     fused_input: np.ndarray = field(default=None, repr=False)  # (T,) bool: tensor consumed only by a fused epilogue
     weight_read_bytes: np.ndarray = field(default=None, repr=False)  # (L,) all weights read, shared ones included
     kernel_bytes: np.ndarray = field(default=None, repr=False)  # (L,) conv kernel of Winograd candidates
+    gather_cap: np.ndarray = field(default=None, repr=False)  # (L,) per sample: a lookup in a weight table
+    #   (Gather of embeddings) reads only the rows it gathers, at most this many bytes per sample
+    #   (its output); inf for every other layer
 
     @classmethod
     def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = ()) -> "LayerArrays":
@@ -173,7 +176,14 @@ class LayerArrays:
             in_pad=pad(ins_of, T), out_pad=pad(outs_of, T), cons_pad=pad(cons_of, L),
             fused=fused, fused_input=fused_in,
             weight_read_bytes=np.array([l.weight_read_bytes_at(prec) for l in layers], dtype=np.float64),
-            kernel_bytes=np.array([l.kernel_bytes_at(prec) for l in layers], dtype=np.float64))
+            kernel_bytes=np.array([l.kernel_bytes_at(prec) for l in layers], dtype=np.float64),
+            gather_cap=np.array([l.output_bytes_at(prec) if l.op_type in GATHER_OPS and l.weight_bytes > 0 else np.inf
+                                 for l in layers], dtype=np.float64))
+
+
+#: Lookups that read only the rows they gather from a constant table (an embedding): their
+#: weight traffic is the gathered bytes, not the whole table.
+GATHER_OPS = frozenset({"Gather", "GatherElements", "GatherND"})
 
 
 #: Element-wise ops that inference runtimes fuse into the epilogue of the contraction that
@@ -224,6 +234,7 @@ class HwArrays:
     wino_expand: np.ndarray           # bool: expand_on_load
     energy_mac_j: np.ndarray          # nan = unknown
     energy_byte_j: np.ndarray
+    onchip_bytes_per_s: np.ndarray = None   # (C,) inf = on-chip operand traffic overlaps the MACs (no term)
 
     @property
     def count(self) -> int:
@@ -239,13 +250,14 @@ class HwArrays:
     def from_profiles(cls, profiles: Sequence[HardwareProfile], precision: str, winograd: str | None = None) -> "HwArrays":
         if winograd is not None and winograd not in WINOGRAD_TILES:
             raise UserError(f"--winograd: unknown '{winograd}' (use off, f2 or f4)")
-        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte")}
+        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte", "onchip")}
         for p in profiles:
             cols["peak"].append(p.peak_macs_per_s(precision))  # raises naming the precisions it has
             v = p.vector_ops_per_s(precision)
             cols["vec"].append(np.inf if v is None else v)
             cols["sram"].append(float(p.sram_bytes))
             cols["bw"].append(float(p.dram_bandwidth_bytes_per_s))
+            cols["onchip"].append(np.inf if p.onchip_bandwidth_bytes_per_s is None else float(p.onchip_bandwidth_bytes_per_s))
             cols["meff"].append(float(p.efficiency.memory))
             cols["ceff"].append([p.efficiency.compute_for(c) for c in LAYER_CLASSES])
             cols["rows"].append(float(p.mac_array.rows) if p.mac_array else 0.0)
@@ -266,7 +278,8 @@ class HwArrays:
                    compute_eff=np.array(cols["ceff"]).reshape(len(profiles), len(LAYER_CLASSES)),
                    rows=np.array(cols["rows"]), cols=np.array(cols["cols"]), overhead_s=np.array(cols["ovh"]).reshape(len(profiles), len(LAYER_CLASSES)),
                    wino_tile=np.array(cols["tile"]), wino_expand=np.array(cols["exp"], dtype=bool),
-                   energy_mac_j=np.array(cols["emac"]), energy_byte_j=np.array(cols["ebyte"]))
+                   energy_mac_j=np.array(cols["emac"]), energy_byte_j=np.array(cols["ebyte"]),
+                   onchip_bytes_per_s=np.array(cols["onchip"]))
 
     @classmethod
     def grid(cls, base: HardwareProfile, precision: str, winograd: str | None = None,
@@ -303,7 +316,8 @@ class HwArrays:
                    mem_eff=col(one.mem_eff), compute_eff=col(one.compute_eff), rows=col(one.rows), cols=col(one.cols),
                    overhead_s=(np.repeat(flat["layer_overhead_s"][:, None], len(LAYER_CLASSES), axis=1)
                                if "layer_overhead_s" in flat else col(one.overhead_s)), wino_tile=col(one.wino_tile),
-                   wino_expand=col(one.wino_expand), energy_mac_j=col(one.energy_mac_j), energy_byte_j=col(one.energy_byte_j))
+                   wino_expand=col(one.wino_expand), energy_mac_j=col(one.energy_mac_j), energy_byte_j=col(one.energy_byte_j),
+                   onchip_bytes_per_s=col(one.onchip_bytes_per_s))
 
 
 # ----------------------------------------------------------------------------- core
@@ -448,6 +462,13 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     # (and vector) peak"): element-wise layers have no MACs, so this is what calibrates them
     vec_rate = (uni(hw.vector_ops_per_s[:, None]) * eff)[:, None, :]    # (C|1, 1, L)
     compute = b * macs[:, None, :] / mac_rate + b * la.non_mac[None, None, :] / vec_rate
+    # on-chip operand traffic not overlapped with the MACs (onchip_bandwidth_bytes_per_s, absent =
+    # overlapped): a contraction layer also moves its activations (inputs + outputs) through the
+    # caches/SRAM at that rate, e.g. a CPU's packing and output write (docs/roofline.md)
+    onchip = uni(hw.onchip_bytes_per_s[:, None])                         # (C|1, 1)
+    if np.isfinite(onchip).any():
+        contraction = (la.macs > 0)[None, None, :]
+        compute = compute + np.where(contraction, b * la.ws_bytes[None, None, :] / onchip[:, None, :], 0.0)
     compute = np.where(active[None, None, :], compute, 0.0)
 
     # residency of activations
@@ -466,8 +487,11 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     write_t = tbytes * (offchip | la.is_output[None, None, :])           # (C, B, T)
     writes = np.concatenate([write_t, zero], axis=-1)[..., la.out_pad].sum(axis=-1)
     # streamed weights: every layer reads all the weights it uses (shared ones again), once per pass
-    weight_traffic = np.where(resident[:, None], 0.0, la.weight_read_bytes[None, :] + grow)
-    dram = reads + writes + weight_traffic[:, None, :]                   # (C, B, L) per batch
+    wread = la.weight_read_bytes[None, None, :]                           # (1, 1, L)
+    if la.gather_cap is not None and np.isfinite(la.gather_cap).any():  # a table lookup reads the rows it gathers
+        wread = np.minimum(wread, b * la.gather_cap[None, None, :])
+    weight_traffic = np.where(resident[:, None, None], 0.0, wread + grow[:, None, :])
+    dram = reads + writes + weight_traffic                               # (C, B, L) per batch
     dram = np.where(costed[None, None, :], dram, 0.0)
     memory = dram / (hw.dram_bytes_per_s * hw.mem_eff)[:, None, None]
     overhead = (uni(hw.overhead_s)[:, la.class_idx] * active.astype(dt)[None, :])[:, None, :]  # (C|1, 1, L)
