@@ -54,9 +54,13 @@ def detect_command(
     m = d.measurements
     con = _console()
     con.print(f"wrote {target}: {profile.name}", highlight=False)
-    for k in ("gemm_fp32", "gemm_int8", "conv3x3_fp32", "conv1x1_fp32", "depthwise_fp32", "add_fp32", "stream_copy", "stream_triad"):
+    for k in ("gemm_fp32", "gemm_int8", "conv3x3_fp32", "conv1x1_fp32", "conv1x1_narrow_fp32", "depthwise_fp32",
+              "add_fp32", "stream_copy", "stream_triad"):
         if k in m:
-            con.print(f"  {k:15s} {m[k].value:10.4g} {m[k].unit:6s} ({m[k].detail})", highlight=False)
+            con.print(f"  {k:19s} {m[k].value:10.4g} {m[k].unit:6s} ({m[k].detail})", highlight=False)
+    bw = profile.onchip_bandwidth_bytes_per_s
+    con.print(f"  on-chip bandwidth   {bw:10.4g} B/s    (derived from the two 1x1 Convs)" if bw else
+              "  on-chip bandwidth   not derived (the two 1x1 Convs gave no physical split; see the notes)", highlight=False)
     con.print(f"  sram_bytes (LLC) {profile.sram_bytes}, load average before {d.load_before}", highlight=False)
 
 
@@ -193,7 +197,7 @@ def calibrate_command(
     counts = data.counts
     batches = {m.name: sorted({c.batch for c in m.configs}) for m in data.models}
     host = docs[0][1]["host"]
-    eff = cal.params_dict(fr.params, fr)
+    eff = cal.params_dict(fr.params, fr, profile)
     source = (f"{profile.source.strip()} | calibrated by estimate calibrate on {len(data.files)} result files "
               f"({', '.join(f'{k}: batches {v}' for k, v in batches.items())}; {precision}; host {host.get('hostname')})")
     notes = {
@@ -204,12 +208,21 @@ def calibrate_command(
                        f"fit error: end-to-end median |error| {_pct(rep.fitted['e2e_median_abs_error'])}, "
                        f"leave-one-model-out {_pct(rep.cv['e2e_median_abs_error'])}; before: "
                        f"efficiency {profile_eff(profile)}"),
-        "efficiency.memory": (f"fitted: {eff['memory_efficiency']:.4g}" + (
-            " (at its upper bound: no layer of these models is DRAM-bound at the fitted rates, so the data do not "
-            "pin it; DRAM bandwidth does not limit them on this host)" if eff["memory_efficiency"] >= cal.EFF_MAX * 0.999
-            else "")),
-        "layer_overhead_s": (f"median of the fitted per-class overheads: {eff['layer_overhead_s']:.3g} s per costed "
-                             f"layer, used by classes without a fitted value (was {profile.layer_overhead_s:.3g})"),
+        "efficiency.memory": (
+            f"kept from the input profile ({eff['memory_efficiency']:.4g}): no layer of these models is DRAM-bound at "
+            "the fitted rates, so the data do not pin it" if eff.get("memory_efficiency_kept") else
+            f"fitted: {eff['memory_efficiency']:.4g}" + (
+                " (at its upper bound)" if eff["memory_efficiency"] >= cal.EFF_MAX * 0.999 else "")),
+        "onchip_bandwidth_bytes_per_s": (
+            "fitted with the efficiencies: the rate at which a contraction layer (MACs > 0) moves its activations "
+            "(inputs + outputs) through the caches, on top of its MAC time (docs/roofline.md); "
+            + (f"{_g(eff['onchip_bandwidth_bytes_per_s'])} B/s" if eff.get("onchip_bandwidth_bytes_per_s")
+               else "the fit put it at zero cost, so the key is left out")
+            + (f" (was {_g(profile.onchip_bandwidth_bytes_per_s)})" if profile.onchip_bandwidth_bytes_per_s else
+               " (the input profile had none)")),
+        "layer_overhead_s": (f"kept from the input profile ({profile.layer_overhead_s:.3g} s per costed layer): a class "
+                             "without a fitted overhead (too few layers of it in the data) keeps the input profile's "
+                             "cost per layer, as it keeps its efficiency"),
         "layer_overhead_by_class_s": ("fitted with the efficiencies, per layer class with at least "
                                       f"{cal.MIN_OVERHEAD_LAYERS} layers in the data: "
                                       + ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in eff["layer_overhead_by_class_s"].items())),
@@ -248,6 +261,14 @@ def profile_eff(p) -> str:
         f", overhead {p.layer_overhead_s:.3g} s"
 
 
+def _g(x) -> str:
+    return f"{x:.4g}"
+
+
+def _bw(x) -> str:
+    return f"{x / 1e9:.3g} GB/s" if x else "none"
+
+
 def _pct(x) -> str:
     return "-" if x is None else f"{x * 100:.1f}%"
 
@@ -271,6 +292,32 @@ def summary_rows(doc: dict) -> list[list[str]]:
         rows.append([label, str(s["points"]), _pct(s["e2e_median_abs_error"]), _pct(s["e2e_within_10pct"]),
                      _pct(s["e2e_within_20pct"]), _pct(s["layer_median_abs_error"]), _pct(s["layer_within_20pct"]),
                      _pct(s["layer_time_within_20pct"]), worst])
+        r = s.get("runs_median") or {}
+        if r.get("max_runs", 0) > 1:
+            worst = ", ".join(f"{w['model']} b{w['batch']} {_spct(w['error'])}" for w in r["e2e_worst"])
+            rows.append([f"{label}, median of runs", str(r["points"]), _pct(r["e2e_median_abs_error"]),
+                         _pct(r["e2e_within_10pct"]), _pct(r["e2e_within_20pct"]), "", "", "", worst])
+    return rows
+
+
+MEDIAN_HEAD = ["model (not in the fit)", "batch", "runs", "measured ms (median)", "range of runs", "uncalibrated ms",
+               "err", "calibrated ms", "err"]
+
+
+def median_rows(doc: dict) -> list[list[str]]:
+    """The test set per (model, batch) against the median of its repeated runs."""
+    from .calibrate import median_of_runs
+
+    t = doc.get("test")
+    if not t:
+        return []
+    before = {(p["model"], p["batch"]): p for p in median_of_runs(t["uncalibrated"]["points"])}
+    rows = []
+    for a in median_of_runs(t["calibrated"]["points"]):
+        b = before[(a["model"], a["batch"])]
+        rows.append([a["model"], str(a["batch"]), str(a["runs"]), f"{a['measured_s'] * 1e3:.2f}",
+                     f"{a['measured_min_s'] * 1e3:.2f}-{a['measured_max_s'] * 1e3:.2f}", f"{b['predicted_s'] * 1e3:.2f}",
+                     _spct(b["error"]), f"{a['predicted_s'] * 1e3:.2f}", _spct(a["error"])])
     return rows
 
 
@@ -324,10 +371,14 @@ def report_markdown(doc: dict) -> str:
     parts = [table(SUMMARY_HEAD, summary_rows(doc)), "", table(POINT_HEAD, point_rows(doc)), ""]
     if doc.get("test"):
         parts += [table(TEST_HEAD, test_rows(doc)), ""]
+        if any(r[2] != "1" for r in median_rows(doc)):
+            parts += [table(MEDIAN_HEAD, median_rows(doc)), ""]
     parts += [
-             f"Fitted: compute efficiency by class: {eff}; memory efficiency {p['memory_efficiency']:.3g}; "
+             f"Fitted: compute efficiency by class: {eff}; memory efficiency {p['memory_efficiency']:.3g}"
+             + (" (kept: nothing DRAM-bound)" if p.get("memory_efficiency_kept") else "")
+             + f"; on-chip bandwidth {_bw(p.get('onchip_bandwidth_bytes_per_s'))}; "
              "per-layer overhead by class: " + (", ".join(f"{k} {v * 1e6:.1f} us" for k, v in p.get("layer_overhead_by_class_s", {}).items()) or "-")
-             + f" (others {p['layer_overhead_s'] * 1e6:.1f} us)."]
+             + f" (others: the input profile's, {(p.get('layer_overhead_s') or 0) * 1e6:.1f} us)."]
     parts += [f"- {n}" for n in doc.get("notes", [])]
     if doc.get("left_out_as_disturbed"):
         parts.append(f"- left out as disturbed (other processes > {doc['max_other_busy_pct']:.0f}% of the host): "
@@ -359,10 +410,19 @@ def _print_report(doc: dict) -> None:
         for r in test_rows(doc):
             t3.add_row(*r)
         con.print(t3)
+        med = median_rows(doc)
+        if any(r[2] != "1" for r in med):
+            t4 = Table(title="Test set against the median of repeated runs", title_justify="left")
+            for h in MEDIAN_HEAD:
+                t4.add_column(h, justify="left" if h.startswith("model") else "right")
+            for r in med:
+                t4.add_row(*r)
+            con.print(t4)
     p = doc["params"]
     con.print("fitted: " + ", ".join(f"{k} {v:.3g}" for k, v in p["efficiency_by_class"].items()
                                      if k in p.get("fitted_classes", []))
-              + f"; memory {p['memory_efficiency']:.3g}; overhead us/layer: "
+              + f"; memory {p['memory_efficiency']:.3g}" + (" (kept)" if p.get("memory_efficiency_kept") else "")
+              + f"; on-chip {_bw(p.get('onchip_bandwidth_bytes_per_s'))}; overhead us/layer: "
               + (", ".join(f"{k} {v * 1e6:.1f}" for k, v in p.get("layer_overhead_by_class_s", {}).items()) or "-"),
               highlight=False)
     for n in doc.get("notes", []):

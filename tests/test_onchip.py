@@ -1,0 +1,200 @@
+"""The on-chip traffic term (onchip_bandwidth_bytes_per_s), embedding lookups that read only the
+rows they gather, and what calibration does with both: hand-worked numbers and synthetic round
+trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from estimator import api, calibrate as cal
+from estimator.hardware import HardwareProfile, dump_profile, load_profile, profile_from_dict
+from estimator.roofline import HwArrays, LayerArrays, evaluate
+
+from conftest import conv_model
+from test_calibrate import TRUTH, _fake_doc, _profile
+
+
+def _prof(**kv) -> HardwareProfile:
+    base = {"schema_version": 1, "name": "t", "source": "synthetic test profile", "clock_hz": 1e9,
+            "mac_units": {"fp32": 1000}, "sram_bytes": 10 ** 12, "dram_bandwidth_bytes_per_s": 1e18}
+    base.update(kv)
+    return profile_from_dict(base, "test")
+
+
+def _raw(path, profile, batches):
+    table = api.analyze(str(path), batch=1, precision="fp32")
+    la = LayerArrays.from_table(table)
+    return la, evaluate(la, HwArrays.from_profiles([profile], "fp32"), batches)
+
+
+# ----------------------------------------------------------------------------- profile key
+
+
+def test_onchip_key_round_trips_and_is_checked(tmp_path):
+    p = _prof(onchip_bandwidth_bytes_per_s=3.5e10)
+    assert p.onchip_bandwidth_bytes_per_s == 3.5e10
+    q = load_profile(str(dump_profile(p, tmp_path / "p.yaml")))
+    assert q.onchip_bandwidth_bytes_per_s == 3.5e10
+    assert _prof().onchip_bandwidth_bytes_per_s is None
+    for bad in (0, -1.0, "fast"):
+        with pytest.raises(Exception, match="onchip_bandwidth_bytes_per_s"):
+            _prof(onchip_bandwidth_bytes_per_s=bad)
+
+
+# ----------------------------------------------------------------------------- roofline term
+
+
+def test_onchip_term_is_activation_bytes_over_bandwidth_for_contractions(tmp_path):
+    """conv_model: x[b,3,8,8] -> Conv(4 filters, 3x3, pad 1) -> Relu. The conv reads 3*8*8*4 =
+    768 bytes and writes 4*8*8*4 = 1024 bytes per sample; at 1e6 B/s that is 1.792 ms per
+    sample on top of its MAC time. The fused Relu stays free."""
+    path = tmp_path / "m.onnx"
+    onnx.save(conv_model(), path)
+    batches = [1, 3]
+    la, plain = _raw(path, _prof(), batches)
+    _, with_term = _raw(path, _prof(onchip_bandwidth_bytes_per_s=1e6), batches)
+    conv, relu = la.names.index("conv"), la.names.index("relu")
+    for bi, b in enumerate(batches):
+        extra = with_term.compute_s[0, bi] - plain.compute_s[0, bi]
+        assert extra[conv] == pytest.approx(b * 1792 / 1e6, rel=1e-12)
+        assert extra[relu] == 0.0 and with_term.time_s[0, bi, relu] == plain.time_s[0, bi, relu]
+        # MAC time: 8*8*4*3*9 = 6912 MACs per sample at 1e12 MAC/s
+        assert plain.compute_s[0, bi, conv] == pytest.approx(b * 6912 / 1e12, rel=1e-12)
+
+
+def test_onchip_term_leaves_element_wise_layers_alone():
+    """Element-wise layers (no MACs) are costed by the vector rate only; BERT's many element-wise
+    layers do not change with the key, its GEMMs do."""
+    table = api.analyze("bert-base", batch=1, precision="fp32", seq_len=16)
+    la = LayerArrays.from_table(table)
+    a = evaluate(la, HwArrays.from_profiles([_prof(vector_ops_per_cycle={"fp32": 64})], "fp32"), [2])
+    b = evaluate(la, HwArrays.from_profiles([_prof(vector_ops_per_cycle={"fp32": 64},
+                                                   onchip_bandwidth_bytes_per_s=1e10)], "fp32"), [2])
+    changed = ~np.isclose(a.compute_s[0, 0], b.compute_s[0, 0], rtol=0, atol=0)
+    assert changed.any()
+    assert np.all(la.macs[changed] > 0)
+
+
+# ----------------------------------------------------------------------------- gathers
+
+
+def _embedding_model(rows=1000, dim=64, tokens=8):
+    table = numpy_helper.from_array(np.zeros((rows, dim), np.float32), "table")
+    node = helper.make_node("Gather", ["table", "ids"], ["emb"], name="lookup", axis=0)
+    g = helper.make_graph([node], "emb", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", tokens])],
+                          [helper.make_tensor_value_info("emb", TensorProto.FLOAT, None)], [table])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_embedding_lookup_reads_only_the_gathered_rows(tmp_path):
+    """A 1000 x 64 fp32 table (256,000 bytes), 8 ids per sample: a sample gathers 8 rows = 2,048
+    bytes. With no SRAM everything goes to DRAM: ids read (8 x 8 bytes), rows written (2,048)
+    and rows read from the table: 2,048 per sample, never more than the table."""
+    path = tmp_path / "emb.onnx"
+    onnx.save(_embedding_model(), path)
+    batches = [1, 2, 200]
+    la, raw = _raw(path, _prof(sram_bytes=0, dram_bandwidth_bytes_per_s=1e9), batches)
+    i = la.names.index("lookup")
+    for bi, b in enumerate(batches):
+        assert raw.dram_bytes[0, bi, i] == pytest.approx(b * 64 + b * 2048 + min(256000, b * 2048))
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+@pytest.fixture(scope="module")
+def onchip_truth():
+    d = json.loads(json.dumps(TRUTH))
+    truth = _profile(**d)
+    from estimator.hardware import with_overrides
+
+    return with_overrides(truth, onchip_bandwidth_bytes_per_s=4e9)
+
+
+def test_round_trip_recovers_onchip_bandwidth(onchip_truth):
+    entries = []
+    for name in ("resnet50", "mobilenetv2", "yolov3-tiny"):
+        table = api.analyze(name, batch=1, precision="fp32")
+        entries.append((f"{name}.json", _fake_doc(table, onchip_truth, [1, 2, 4, 8], name), table))
+    data = cal.build_dataset(entries, "fp32")
+    fr = cal.fit(data, _profile())
+    assert fr.params.onchip_bandwidth == pytest.approx(4e9, rel=0.01)
+    eff = fr.params.efficiencies()
+    for c in ("conv3x3", "conv1x1", "depthwise", "elementwise"):
+        assert eff[c] == pytest.approx(onchip_truth.efficiency.compute_for(c), rel=0.01), c
+    prof = cal.apply_params(_profile(), fr.params, fr.fitted_classes, overhead_classes=fr.overhead_classes)
+    assert prof.onchip_bandwidth_bytes_per_s == pytest.approx(4e9, rel=0.01)
+    stats, _ = cal.evaluate_on(data, prof)
+    assert stats["e2e_median_abs_error"] < 0.01
+
+
+def test_no_onchip_term_in_the_data_fits_none():
+    """Data made without the term: the fit puts its cost at (nearly) zero: under 0.5% of the
+    predicted time, or leaves it out."""
+    truth = _profile(**json.loads(json.dumps(TRUTH)))
+    table = api.analyze("yolov3-tiny", batch=1, precision="fp32")
+    data = cal.build_dataset([("y.json", _fake_doc(table, truth, [1, 2, 4, 8], "yolov3-tiny"), table)], "fp32")
+    fr = cal.fit(data, _profile())
+    bw = fr.params.onchip_bandwidth
+    if bw is not None:
+        la = data.models[0].layers
+        onchip_s = float((la.ws_bytes * (la.macs > 0)).sum()) / bw
+        assert onchip_s < 0.005 * data.models[0].configs[0].measured_s
+
+
+def test_memory_efficiency_kept_when_nothing_is_dram_bound():
+    """Everything fits in a huge SRAM: no layer is DRAM-bound, the data cannot pin memory
+    efficiency, and the fit keeps the start profile's value instead of drifting to a bound."""
+    d = json.loads(json.dumps(TRUTH))
+    truth = _profile(sram_bytes=1 << 40, **d)
+    table = api.analyze("yolov3-tiny", batch=1, precision="fp32")
+    data = cal.build_dataset([("y.json", _fake_doc(table, truth, [1, 2, 4, 8], "yolov3-tiny"), table)], "fp32")
+    # classes the data cannot pin (too little work) keep the start's values: start them at the truth
+    sd = json.loads(json.dumps(TRUTH))
+    sd["efficiency"]["memory"] = 0.7
+    sd["efficiency"]["by_layer_class"].update({"conv3x3": 1.0, "conv1x1": 1.0})
+    start = _profile(sram_bytes=1 << 40, **sd)
+    fr = cal.fit(data, start)
+    assert fr.memory_kept
+    assert 1 / fr.params.x_mem == pytest.approx(0.7)
+    assert cal.params_dict(fr.params, fr)["memory_efficiency_kept"] is True
+    assert fr.params.efficiencies()["conv3x3"] == pytest.approx(0.8, rel=0.01)
+
+
+# ----------------------------------------------------------------------------- hw detect's prior
+
+
+def _detection(rate_wide, rate_narrow, gemm=1e11):
+    from estimator.validate import detect as det
+
+    d = det.Detection(hostname="h", cpu_model="c", cores=2, threads=2, simd_bits=512, fma=True, fma_units_assumed=2,
+                      nominal_clock_hz=2e9, caches=[], llc_bytes=32 << 20, memory_bytes=1 << 34, flags=[])
+    d.conv_shapes = {"conv1x1_fp32": (256, 64, 56, 1, 1), "conv1x1_narrow_fp32": (16, 96, 112, 1, 1)}
+    for k, v in (("conv1x1_fp32", rate_wide), ("conv1x1_narrow_fp32", rate_narrow), ("gemm_fp32", gemm)):
+        d.measurements[k] = det.Measurement(k, v, "MAC/s", 5, (v, v))
+    return d
+
+
+def test_detect_splits_1x1_time_into_macs_and_onchip_traffic():
+    """Times made from known values (1.2e11 MAC/s for the MACs, 3e10 B/s for the activations)
+    come back out of the two 1x1 measurements."""
+    from estimator.validate import detect as det
+
+    def rate(cin, cout, hw):
+        macs = cin * cout * hw * hw
+        return macs / (macs / 1.2e11 + (cin + cout) * hw * hw * 4 / 3e10)
+
+    d = _detection(rate(256, 64, 56), rate(16, 96, 112))
+    mac_rate, bw, why = det.onchip_split(d)
+    assert mac_rate == pytest.approx(1.2e11, rel=1e-9) and bw == pytest.approx(3e10, rel=1e-9)
+    assert "narrow" in why
+    # a narrow conv as fast per MAC as the wide one: no physical split, no on-chip term
+    assert det.onchip_split(_detection(1e11, 1e11)) is None
+    assert det.onchip_split(_detection(1e11, 2e11)) is None
