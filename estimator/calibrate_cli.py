@@ -32,8 +32,9 @@ def detect_command(
     quick: bool = typer.Option(False, "--quick", help="Small problems and short runs (a few seconds; rough figures)."),
     threads: Optional[int] = typer.Option(None, "--threads", "-t", help="Threads for the kernel benchmarks (default: usable cores, as `estimate validate`)."),
 ) -> None:
-    """Measure this host (onnxruntime GEMM/Conv rates, element-wise rate, STREAM-like DRAM
-    bandwidth; caches and SIMD flags from /proc and /sys) and write it as a hardware profile."""
+    """Measure this host (onnxruntime GEMM/Conv rates, on-chip bandwidth from two 1x1 Convs,
+    element-wise rate, STREAM-like DRAM bandwidth; caches and SIMD flags from /proc and /sys) and
+    write it as a hardware profile."""
     from . import hardware
 
     target = output.expanduser()
@@ -155,8 +156,9 @@ def calibrate_command(
     test: Optional[List[str]] = typer.Option(None, "--test", help="Result files or directories NOT used in the fit: "
                                               "their error with the calibrated profile is reported (repeatable)."),
 ) -> None:
-    """Fit the profile's efficiencies (per layer class, memory) and per-layer overhead to
-    measured per-layer and end-to-end times; write the calibrated profile and the error report."""
+    """Fit the profile's efficiencies (per layer class, memory), on-chip bandwidth and per-layer
+    overhead to measured per-layer and end-to-end times; write the calibrated profile and the
+    error report."""
     from . import calibrate as cal
     from . import hardware
 
@@ -300,6 +302,27 @@ def summary_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
+POINT_MEDIAN_HEAD = ["model", "batch", "runs", "measured ms (median)", "range of runs", "uncalibrated ms", "err",
+                     "fitted ms", "err", "held-out ms", "err"]
+
+
+def point_median_rows(doc: dict) -> list[list[str]]:
+    """The fit set per (model, batch) against the median of its repeated runs."""
+    from .calibrate import median_of_runs
+
+    before = {(p["model"], p["batch"]): p for p in median_of_runs(doc["uncalibrated"]["points"])}
+    cv = {(p["model"], p["batch"]): p for p in median_of_runs(doc["cross_validation"]["points"])}
+    rows = []
+    for f in median_of_runs(doc["fitted"]["points"]):
+        k = (f["model"], f["batch"])
+        b, c = before[k], cv.get(k)
+        rows.append([f["model"], str(f["batch"]), str(f["runs"]), f"{f['measured_s'] * 1e3:.2f}",
+                     f"{f['measured_min_s'] * 1e3:.2f}-{f['measured_max_s'] * 1e3:.2f}", f"{b['predicted_s'] * 1e3:.2f}",
+                     _spct(b["error"]), f"{f['predicted_s'] * 1e3:.2f}", _spct(f["error"]),
+                     f"{c['predicted_s'] * 1e3:.2f}" if c else "-", _spct(c["error"]) if c else "-"])
+    return rows
+
+
 MEDIAN_HEAD = ["model (not in the fit)", "batch", "runs", "measured ms (median)", "range of runs", "uncalibrated ms",
                "err", "calibrated ms", "err"]
 
@@ -368,11 +391,15 @@ def report_markdown(doc: dict) -> str:
 
     p = doc["params"]
     eff = ", ".join(f"{k} {v:.3g}" for k, v in p["efficiency_by_class"].items() if k in p.get("fitted_classes", []))
-    parts = [table(SUMMARY_HEAD, summary_rows(doc)), "", table(POINT_HEAD, point_rows(doc)), ""]
+    # with repeated runs the per-(model, batch) tables hold the median of the runs (every run is
+    # in the JSON report); with one run each, the plain per-run tables
+    pm = point_median_rows(doc)
+    repeated = any(r[2] != "1" for r in pm)
+    parts = [table(SUMMARY_HEAD, summary_rows(doc)), ""]
+    parts += [table(POINT_MEDIAN_HEAD, pm) if repeated else table(POINT_HEAD, point_rows(doc)), ""]
     if doc.get("test"):
-        parts += [table(TEST_HEAD, test_rows(doc)), ""]
-        if any(r[2] != "1" for r in median_rows(doc)):
-            parts += [table(MEDIAN_HEAD, median_rows(doc)), ""]
+        med = median_rows(doc)
+        parts += [table(MEDIAN_HEAD, med) if any(r[2] != "1" for r in med) else table(TEST_HEAD, test_rows(doc)), ""]
     parts += [
              f"Fitted: compute efficiency by class: {eff}; memory efficiency {p['memory_efficiency']:.3g}"
              + (" (kept: nothing DRAM-bound)" if p.get("memory_efficiency_kept") else "")

@@ -198,3 +198,32 @@ def test_detect_splits_1x1_time_into_macs_and_onchip_traffic():
     # a narrow conv as fast per MAC as the wide one: no physical split, no on-chip term
     assert det.onchip_split(_detection(1e11, 1e11)) is None
     assert det.onchip_split(_detection(1e11, 2e11)) is None
+
+
+# ----------------------------------------------------------------------------- repeated runs
+
+
+def test_median_of_runs_and_report_tables():
+    """Three runs of one (model, batch) measured 9, 12 and 20 ms against a 11 ms prediction:
+    the error against the median (12 ms) is -8.3%; the markdown report shows the median tables
+    (with the runs' range) instead of one row per run."""
+    from estimator.calibrate_cli import report_markdown
+
+    pts = [{"model": "m", "batch": 1, "file": f"f{i}", "measured_s": t, "predicted_s": 0.011, "error": 0.011 / t - 1,
+            "layers": []} for i, t in enumerate((0.009, 0.012, 0.020))]
+    med = cal.median_of_runs(pts)
+    assert len(med) == 1 and med[0]["runs"] == 3
+    assert med[0]["measured_s"] == pytest.approx(0.012) and med[0]["error"] == pytest.approx(0.011 / 0.012 - 1)
+    assert (med[0]["measured_min_s"], med[0]["measured_max_s"]) == (0.009, 0.020)
+    st = cal.error_stats(pts)
+    assert st["e2e_within_10pct"] == pytest.approx(1 / 3)          # per run: only the 12 ms run
+    assert st["runs_median"]["e2e_within_10pct"] == 1.0 and st["runs_median"]["max_runs"] == 3
+    rows = cal._per_point(pts)
+    summ = {"summary": st, "points": rows}
+    doc = {"params": {"efficiency_by_class": {}, "memory_efficiency": 1.0, "onchip_bandwidth_bytes_per_s": 4.7e10,
+                      "layer_overhead_s": 0.0},
+           "uncalibrated": summ, "fitted": summ, "cross_validation": summ,
+           "test": {"calibrated": summ, "uncalibrated": summ}}
+    md = report_markdown(doc)
+    assert "fitted, median of runs" in md and "range of runs" in md and "9.00-20.00" in md
+    assert "on-chip bandwidth 47 GB/s" in md
