@@ -427,6 +427,7 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
     mem_kept = False
     for attempt in range(2):
         prev_branch = None
+        recent: list[np.ndarray] = []
         for it in range(1, MAX_OUTER + 1):
             p = Params.from_vector(theta)
             A_rows, y_rows, branch_all = [], [], []
@@ -475,6 +476,10 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
                 converged = True
                 break
             prev_branch = branch
+            recent = (recent + [theta.copy()])[-6:]
+        if not converged and recent:
+            # the branches cycle: take the best of the last solutions by the true (max-based) objective
+            theta = min(recent, key=lambda th: _true_rms(data, bases, Params.from_vector(th), use_layers, use_e2e))
         # memory efficiency is identified only by DRAM-bound layers: when they carry less than
         # MIN_CLASS_SHARE of every configuration's time at the solution, keep the input profile's
         # value and fit the rest again
