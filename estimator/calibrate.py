@@ -34,9 +34,11 @@ Bounds: efficiencies in [EFF_MIN, EFF_MAX] (the profile schema allows (0, 10]), 
 (variables that leave their bounds are clamped and the rest re-solved), numpy only.
 A class that carries less than MIN_CLASS_SHARE (2%) of every model's compute time, or whose layers are all
 DRAM-bound at the solution, keeps the input profile's value (the report and notes say so).
-Memory efficiency likewise: when no layer of the data is DRAM-bound at the solution, the data
-do not pin it (any bandwidth above some floor fits equally well), and it keeps the input
-profile's value rather than drifting to a bound (the fit is re-run with it fixed).
+Memory efficiency likewise: when DRAM-bound layers carry less than MIN_CLASS_SHARE of every
+configuration's predicted time at the solution, the data do not pin it (any bandwidth above
+some floor fits equally well), and it keeps the input profile's value rather than drifting to
+a bound (the fit is re-run with it fixed; if the kept value then makes layers DRAM-bound, the
+data did set a floor and the first fit stands).
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ EFF_MIN = 0.01
 EFF_MAX = 10.0
 OVERHEAD_MAX_S = 1e-3
 #: slowest on-chip bandwidth the fit may choose (bytes/s): s = 1/bandwidth is in [0, 1/ONCHIP_MIN_BPS]
-ONCHIP_MIN_BPS = 1e9
+ONCHIP_MIN_BPS = 1e7
+#: a fitted bandwidth above this is no term at all (round-off of a zero cost, not a measurement)
+ONCHIP_NONE_BPS = 1e15
 MAX_OUTER = 30
 MIN_CLASS_SHARE = 0.02
 MIN_OVERHEAD_LAYERS = 3
@@ -134,6 +138,11 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
     by_model: dict[str, list] = {}
     tables: dict[str, CostTable] = {}
     skipped: list[str] = []
+    threads = sorted({c.get("threads") for _, doc, _ in entries for c in doc.get("configurations", [])
+                      if c.get("precision") == precision and c.get("threads") is not None})
+    if len(threads) > 1:
+        raise UserError(f"the results were measured at several thread counts ({', '.join(map(str, threads))}): a "
+                        "profile describes one; calibrate the results of one thread count at a time")
     for file, doc, table in entries:
         name = doc["model"]["name"]
         tables.setdefault(name, table)
@@ -211,7 +220,7 @@ class Params:
     @property
     def onchip_bandwidth(self) -> float | None:
         """bytes/s, or None when there is no on-chip traffic term."""
-        return 1.0 / self.s_onchip if self.s_onchip > 0 else None
+        return 1.0 / self.s_onchip if self.s_onchip * ONCHIP_NONE_BPS > 1 else None
 
     def overheads(self) -> dict[str, float]:
         return {c: float(o) for c, o in zip(LAYER_CLASSES, self.overhead_s)}
@@ -341,7 +350,7 @@ class FitResult:
     rows_e2e: int
     residual_rms: float                 # of the relative (weighted) residuals
     overhead_classes: tuple[str, ...] = ()  # classes whose overhead was fitted
-    memory_kept: bool = False           # no layer DRAM-bound: memory efficiency kept from the input profile
+    memory_kept: bool = False           # too little DRAM-bound time: memory efficiency kept from the input profile
 
 
 def _bvls(A: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, free: np.ndarray,
@@ -482,21 +491,23 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
             theta = min(recent, key=lambda th: _true_rms(data, bases, Params.from_vector(th), use_layers, use_e2e))
         # memory efficiency is identified only by DRAM-bound layers: when they carry less than
         # MIN_CLASS_SHARE of every configuration's time at the solution, keep the input profile's
-        # value and fit the rest again
-        p = Params.from_vector(theta)
-        dram_bound = False
-        for b, m in zip(bases, data.models):
-            for c in m.configs:
-                comp0, mem0, act0, _ = b.terms(c.batch, p)
-                on_mem = mem0 * p.x_mem > comp0 * p.x_class[b.cls] + act0 * p.s_onchip
-                t = _times(comp0, mem0, act0, b, p)
-                dram_bound |= bool(t[on_mem].sum() >= MIN_CLASS_SHARE * t.sum() > 0)
-        if dram_bound or attempt == 1 or not free[nC]:
-            break
-        free[nC] = False
-        theta[nC] = np.clip(prior.x_mem, lo[nC], hi[nC])
-        mem_kept = True
-        converged = False
+        # value and fit the rest again; if that value then makes layers DRAM-bound (the input's
+        # bandwidth is lower than the data allow), the data did pin a floor: the first fit stands
+        dram_bound = _dram_bound(data, bases, Params.from_vector(theta))
+        if attempt == 0:
+            if dram_bound or not free[nC]:
+                break
+            first = (theta.copy(), converged, it)
+            free[nC] = False
+            theta[nC] = np.clip(prior.x_mem, lo[nC], hi[nC])
+            mem_kept = True
+            converged = False
+        elif dram_bound:
+            theta, converged, it = first
+            free[nC] = True
+            mem_kept = False
+    if theta[S_COL] * ONCHIP_NONE_BPS <= 1:   # round-off of a zero cost: no on-chip term
+        theta[S_COL] = 0.0
     # a class whose layers are all memory-bound at the solution is not identified by the data:
     # it keeps the input profile's value
     bound = np.zeros(nC, dtype=bool)
@@ -513,6 +524,18 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
     ov_fitted = tuple(c for c, k in zip(LAYER_CLASSES, ov_free) if k)
     return FitResult(Params.from_vector(theta), fitted, it, converged, rows_l, rows_e, rms, ov_fitted,
                      memory_kept=mem_kept)
+
+
+def _dram_bound(data: Dataset, bases, p: Params) -> bool:
+    """Some configuration spends >= MIN_CLASS_SHARE of its predicted time in DRAM-bound layers."""
+    for b, m in zip(bases, data.models):
+        for c in m.configs:
+            comp0, mem0, act0, _ = b.terms(c.batch, p)
+            on_mem = mem0 * p.x_mem > comp0 * p.x_class[b.cls] + act0 * p.s_onchip
+            t = _times(comp0, mem0, act0, b, p)
+            if t[on_mem].sum() >= MIN_CLASS_SHARE * t.sum() > 0:
+                return True
+    return False
 
 
 def _true_rms(data: Dataset, bases, p: Params, use_layers: bool, use_e2e: bool) -> float:

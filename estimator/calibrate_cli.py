@@ -211,8 +211,9 @@ def calibrate_command(
                        f"leave-one-model-out {_pct(rep.cv['e2e_median_abs_error'])}; before: "
                        f"efficiency {profile_eff(profile)}"),
         "efficiency.memory": (
-            f"kept from the input profile ({eff['memory_efficiency']:.4g}): no layer of these models is DRAM-bound at "
-            "the fitted rates, so the data do not pin it" if eff.get("memory_efficiency_kept") else
+            f"kept from the input profile ({eff['memory_efficiency']:.4g}): at the fitted rates DRAM-bound layers carry "
+            f"less than {cal.MIN_CLASS_SHARE:.0%} of every configuration's time, so the data do not pin it"
+            if eff.get("memory_efficiency_kept") else
             f"fitted: {eff['memory_efficiency']:.4g}" + (
                 " (at its upper bound)" if eff["memory_efficiency"] >= cal.EFF_MAX * 0.999 else "")),
         "onchip_bandwidth_bytes_per_s": (
@@ -402,7 +403,7 @@ def report_markdown(doc: dict) -> str:
         parts += [table(MEDIAN_HEAD, med) if any(r[2] != "1" for r in med) else table(TEST_HEAD, test_rows(doc)), ""]
     parts += [
              f"Fitted: compute efficiency by class: {eff}; memory efficiency {p['memory_efficiency']:.3g}"
-             + (" (kept: nothing DRAM-bound)" if p.get("memory_efficiency_kept") else "")
+             + (" (kept from the input: too little DRAM-bound time to fit it)" if p.get("memory_efficiency_kept") else "")
              + f"; on-chip bandwidth {_bw(p.get('onchip_bandwidth_bytes_per_s'))}; "
              "per-layer overhead by class: " + (", ".join(f"{k} {v * 1e6:.1f} us" for k, v in p.get("layer_overhead_by_class_s", {}).items()) or "-")
              + f" (others: the input profile's, {(p.get('layer_overhead_s') or 0) * 1e6:.1f} us)."]

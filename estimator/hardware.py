@@ -739,7 +739,7 @@ def with_overrides(p: HardwareProfile, **changes: Any) -> HardwareProfile:
     for key, value in changes.items():
         if key not in allowed:
             raise UserError(f"{label}: cannot override unknown key '{key}'{_suggest(key, allowed)}")
-        if key not in _PROVENANCE_KEYS:
+        if key not in _PROVENANCE_KEYS and not (value is None and key not in data):
             old = data.get(key)
             notes = {k: v for k, v in notes.items() if k != key and not k.startswith(key + ".")}
             notes[key] = (

@@ -43,6 +43,7 @@ def hardware_dict(pred: roofline.Prediction) -> dict[str, Any]:
         "clock_hz": p.clock_hz, "mac_units": dict(p.mac_units),
         "peak_macs_per_s": p.peak_macs_per_s(pred.precision),
         "sram_bytes": p.sram_bytes, "dram_bandwidth_bytes_per_s": p.dram_bandwidth_bytes_per_s,
+        "onchip_bandwidth_bytes_per_s": p.onchip_bandwidth_bytes_per_s,
         "ridge_point_macs_per_byte": p.ridge_point(pred.precision),
         "mac_array": ({"rows": p.mac_array.rows, "cols": p.mac_array.cols} if p.mac_array else None),
         "layer_overhead_s": p.layer_overhead_s,
@@ -125,7 +126,9 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
     t = table.totals
     console.print(f"[bold]{table.model}[/bold] on [bold]{hwp.name}[/bold] ({pred.precision}, Winograd {pred.winograd}); "
                   f"peak {si(hwp.peak_macs_per_s(pred.precision), 'MAC/s')}, SRAM {bytes_str(hwp.sram_bytes)}, "
-                  f"DRAM {si(hwp.dram_bandwidth_bytes_per_s, 'B/s')}")
+                  f"DRAM {si(hwp.dram_bandwidth_bytes_per_s, 'B/s')}"
+                  + (f", on-chip {si(hwp.onchip_bandwidth_bytes_per_s, 'B/s')} (contraction layers' activation "
+                     "traffic, part of their compute time)" if hwp.onchip_bandwidth_bytes_per_s else ""))
     console.print(f"[dim]{report.HEADER} Roofline: layers run one after another; see docs/roofline.md.[/dim]")
     for n in table.notes:
         console.print(f"[yellow]note:[/yellow] {n}")
@@ -216,7 +219,7 @@ def calibrated(p) -> bool:
     """A profile carries efficiencies other than the ideal defaults (calibration writes them);
     a per-layer overhead alone is a device property, not a calibration."""
     e = p.efficiency
-    return bool(e.compute != 1.0 or e.memory != 1.0 or len(e.by_layer_class))
+    return bool(e.compute != 1.0 or e.memory != 1.0 or len(e.by_layer_class) or p.onchip_bandwidth_bytes_per_s)
 
 
 def _util_str(raw: roofline.RawPrediction, i: int) -> str:

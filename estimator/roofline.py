@@ -244,7 +244,8 @@ class HwArrays:
         """Configurations start..stop-1 (for evaluating a large grid in cache-sized chunks)."""
         import dataclasses
 
-        return dataclasses.replace(self, **{f.name: getattr(self, f.name)[start:stop] for f in dataclasses.fields(self)})
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name)[start:stop] for f in dataclasses.fields(self)
+                                            if getattr(self, f.name) is not None})
 
     @classmethod
     def from_profiles(cls, profiles: Sequence[HardwareProfile], precision: str, winograd: str | None = None) -> "HwArrays":
@@ -465,8 +466,8 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     # on-chip operand traffic not overlapped with the MACs (onchip_bandwidth_bytes_per_s, absent =
     # overlapped): a contraction layer also moves its activations (inputs + outputs) through the
     # caches/SRAM at that rate, e.g. a CPU's packing and output write (docs/roofline.md)
-    onchip = uni(hw.onchip_bytes_per_s[:, None])                         # (C|1, 1)
-    if np.isfinite(onchip).any():
+    onchip = uni(hw.onchip_bytes_per_s[:, None]) if hw.onchip_bytes_per_s is not None else np.full((1, 1), np.inf)
+    if np.isfinite(onchip).any():                                        # (C|1, 1)
         contraction = (la.macs > 0)[None, None, :]
         compute = compute + np.where(contraction, b * la.ws_bytes[None, None, :] / onchip[:, None, :], 0.0)
     compute = np.where(active[None, None, :], compute, 0.0)

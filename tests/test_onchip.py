@@ -227,3 +227,59 @@ def test_median_of_runs_and_report_tables():
     md = report_markdown(doc)
     assert "fitted, median of runs" in md and "range of runs" in md and "9.00-20.00" in md
     assert "on-chip bandwidth 47 GB/s" in md
+
+
+def test_zero_onchip_cost_with_three_models_writes_no_key():
+    """Review finding: with no on-chip term in the data the solver can return s of ~1e-26, a
+    'bandwidth' of 4e25 B/s that the profile check rejects as absurd. Such round-off is no term."""
+    d = json.loads(json.dumps(TRUTH))
+    d["efficiency"]["memory"] = 10.0
+    truth = _profile(sram_bytes=16 << 20, **d)
+    entries = []
+    for name in ("resnet50", "mobilenetv2", "yolov3-tiny"):
+        table = api.analyze(name, batch=1, precision="fp32")
+        entries.append((f"{name}.json", _fake_doc(table, truth, [1, 2, 4, 8], name), table))
+    data = cal.build_dataset(entries, "fp32")
+    fr = cal.fit(data, _profile(sram_bytes=16 << 20))
+    assert fr.params.onchip_bandwidth is None or fr.params.onchip_bandwidth <= cal.ONCHIP_NONE_BPS
+    prof = cal.apply_params(_profile(sram_bytes=16 << 20), fr.params, fr.fitted_classes,
+                            overhead_classes=fr.overhead_classes)   # must not raise
+    assert prof.onchip_bandwidth_bytes_per_s is None or prof.onchip_bandwidth_bytes_per_s <= 1e15
+
+
+def test_kept_memory_efficiency_that_makes_layers_dram_bound_is_not_kept():
+    """Review finding: the data (memory efficiency 10, 32 MiB SRAM) leave nothing DRAM-bound at
+    the first solution, but the start's 0.1 would make most layers DRAM-bound: the data did set
+    a floor, so the first fit stands and memory is not reported as kept."""
+    d = json.loads(json.dumps(TRUTH))
+    d["efficiency"]["memory"] = 10.0
+    truth = _profile(sram_bytes=32 << 20, **d)
+    entries = []
+    for name in ("resnet50", "yolov3-tiny"):
+        table = api.analyze(name, batch=1, precision="fp32")
+        entries.append((f"{name}.json", _fake_doc(table, truth, [1, 2, 4, 8], name), table))
+    data = cal.build_dataset(entries, "fp32")
+    sd = json.loads(json.dumps(TRUTH))
+    sd["efficiency"]["memory"] = 0.1
+    fr = cal.fit(data, _profile(sram_bytes=32 << 20, **sd))
+    assert not fr.memory_kept
+    stats, _ = cal.evaluate_on(data, cal.apply_params(_profile(sram_bytes=32 << 20, **sd), fr.params,
+                                                      fr.fitted_classes, overhead_classes=fr.overhead_classes))
+    assert stats["e2e_median_abs_error"] < 0.02
+
+
+def test_results_at_several_thread_counts_are_refused():
+    truth = _profile(**json.loads(json.dumps(TRUTH)))
+    table = api.analyze("yolov3-tiny", batch=1, precision="fp32")
+    a = _fake_doc(table, truth, [1], "yolov3-tiny")
+    b = json.loads(json.dumps(a))
+    b["configurations"][0]["threads"] = 1
+    with pytest.raises(Exception, match="several thread counts"):
+        cal.build_dataset([("a.json", a, table), ("b.json", b, table)], "fp32")
+
+
+def test_with_overrides_removing_an_absent_key_leaves_no_note():
+    from estimator.hardware import with_overrides
+
+    p = with_overrides(_prof(), onchip_bandwidth_bytes_per_s=None)
+    assert "onchip_bandwidth_bytes_per_s" not in p.notes

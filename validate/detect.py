@@ -380,8 +380,8 @@ def profile_dict(d: Detection, argv_hint: str = "estimate hw detect") -> dict:
                        + "; ".join(mline(k) for k in ("conv3x3_fp32", "conv1x1_fp32", "depthwise_fp32"))
                        + (f". conv1x1: the MAC part of the 1x1 time ({_g(split[0])} MAC/s, see "
                           "onchip_bandwidth_bytes_per_s) / the GEMM rate" if split else "")
-                       + ". conv3x3 and depthwise are the kernels' whole standalone rates (not split: inside "
-                       "a model the on-chip term comes on top, which matched MobileNetV2's depthwise layers on the "
+                       + ". gemm (1 by definition), conv3x3 and depthwise are the kernels' whole standalone rates (not "
+                       "split: inside a model the on-chip term comes on top, which matched MobileNetV2's depthwise layers on the "
                        "host where this was developed, docs/calibration.md). Other classes 1.0 until "
                        "`estimate calibrate` fits them"),
         "onchip_bandwidth_bytes_per_s": (
