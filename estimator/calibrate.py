@@ -180,8 +180,11 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
         # one observation per (file, batch); keep them all (repeated runs average in the fit)
         models.append(ModelData(name=name, layers=la, configs=tuple(sorted(cfgs, key=lambda c: (c.batch, c.file)))))
     if not models:
-        why = f" ({len(skipped)} left out as disturbed: raise --max-other-busy or re-run)" if skipped else ""
-        raise UserError(f"no usable {precision} configurations in the results (need single-instance runs with a p50){why}")
+        if skipped:
+            raise UserError(f"no usable {precision} configurations: all {len(skipped)} were left out as disturbed (other "
+                            f"processes used more than {max_other_busy_pct:g}% of the host during their timed runs); "
+                            "re-run `estimate validate` on a quieter host or raise --max-other-busy")
+        raise UserError(f"no usable {precision} configurations in the results (need single-instance runs with a p50)")
     return Dataset(tuple(sorted(models, key=lambda m: m.name)), precision, tuple(dict.fromkeys(e[0] for e in entries)),
                    tuple(skipped))
 
@@ -663,9 +666,12 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"schema": "estimate-calibration-report", "schema_version": "1.0", "params": self.params,
-                "fitted": {"summary": self.fitted, "points": self.points_fitted},
-                "uncalibrated": {"summary": self.before, "points": self.points_before},
+                "fitted": {"summary": self.fitted, "points": self.points_fitted,
+                           "points_runs_median": median_of_runs(self.points_fitted)},
+                "uncalibrated": {"summary": self.before, "points": self.points_before,
+                                 "points_runs_median": median_of_runs(self.points_before)},
                 "cross_validation": {"method": "leave-one-model-out", "summary": self.cv, "points": self.points_cv,
+                                     "points_runs_median": median_of_runs(self.points_cv),
                                      "params_by_held_out_model": self.cv_params},
                 "notes": self.notes}
 

@@ -58,11 +58,13 @@ def detect_command(
     for k in ("gemm_fp32", "gemm_int8", "conv3x3_fp32", "conv1x1_fp32", "conv1x1_narrow_fp32", "depthwise_fp32",
               "add_fp32", "stream_copy", "stream_triad"):
         if k in m:
-            con.print(f"  {k:19s} {m[k].value:10.4g} {m[k].unit:6s} ({m[k].detail})", highlight=False)
+            typer.echo(f"  {k:19s} {m[k].value:10.4g} {m[k].unit:6s} ({m[k].detail})")   # plain: long lines, no wrapping
     bw = profile.onchip_bandwidth_bytes_per_s
-    con.print(f"  on-chip bandwidth   {bw:10.4g} B/s    (derived from the two 1x1 Convs)" if bw else
-              "  on-chip bandwidth   not derived (the two 1x1 Convs gave no physical split; see the notes)", highlight=False)
-    con.print(f"  sram_bytes (LLC) {profile.sram_bytes}, load average before {d.load_before}", highlight=False)
+    typer.echo(f"  on-chip bandwidth   {bw:10.4g} B/s    (derived from the two 1x1 Convs)" if bw else
+               "  on-chip bandwidth   not derived (the two 1x1 Convs gave no physical split; see the notes)")
+    typer.echo(f"  sram_bytes (LLC) {profile.sram_bytes}, load average before {d.load_before}")
+    for w in det.disturbance_warnings(d):
+        typer.echo(f"warning: {w}", err=True)
 
 
 # ----------------------------------------------------------------------------- calibrate
@@ -77,7 +79,8 @@ def _read_results(paths: List[str]) -> list[tuple[str, dict]]:
         try:
             doc = json.loads(Path(f).read_text())
         except (OSError, ValueError) as e:
-            raise UserError(f"{f}: not a readable results JSON ({e})") from None
+            hint = " (pass the .json results, not the .csv)" if str(f).endswith(".csv") else ""
+            raise UserError(f"{f}: not a readable results JSON ({e}){hint}") from None
         if not isinstance(doc, dict) or doc.get("schema") not in (None, res.SCHEMA_NAME) or res.schema_problems(doc):
             continue
         out.append((str(f), doc))
@@ -164,10 +167,19 @@ def calibrate_command(
 
     if fmt not in ("table", "json", "markdown"):
         raise UserError(f"--format {fmt!r}: choose table, json or markdown")
+    if not 0 <= max_other_busy <= 100:
+        raise UserError(f"--max-other-busy {max_other_busy:g}: a share of the host in % (0..100; 100 keeps all)")
     out = output.expanduser()
+    report = report.expanduser() if report is not None else None
     for p in (out, report):
-        if p is not None and p.exists() and not force:
+        if p is None:
+            continue
+        if p.is_dir():
+            raise UserError(f"{p}: is a directory (give a file name)")
+        if p.exists() and not force:
             raise UserError(f"{p}: already exists (not overwritten; pass --force to replace it)")
+        if not p.parent.is_dir():
+            raise UserError(f"{p}: directory {p.parent} does not exist")
     profile = hardware.load_profile(hw)
     docs = _read_results(results)
     if not docs:
@@ -185,8 +197,16 @@ def calibrate_command(
     test_docs = _read_results(list(test)) if test else []
     if test and not test_docs:
         raise UserError(f"--test: no validation results found in {', '.join(test)}")
-    fit_files = {f for f, _ in docs}
-    test_docs = [(f, d) for f, d in test_docs if f not in fit_files]
+    # a run given both to fit and to --test is held out: it is taken out of the fit (same run_id,
+    # or the same file), so a test figure is never an in-sample one
+    def run_key(f, d):
+        return d.get("run_id") or str(Path(f).resolve())
+
+    test_keys = {run_key(f, d) for f, d in test_docs}
+    held = [f for f, d in docs if run_key(f, d) in test_keys]
+    docs = [(f, d) for f, d in docs if run_key(f, d) not in test_keys]
+    if test_docs and not docs:
+        raise UserError("every result file given to fit is also given to --test: nothing left to fit")
     _check_host(profile, docs + test_docs, hw)
     cache: dict = {}
     entries = [(f, d, _model_table(f, d, precision, cache)) for f, d in docs]
@@ -196,7 +216,14 @@ def calibrate_command(
         test_data = cal.build_dataset([(f, d, _model_table(f, d, precision, cache)) for f, d in test_docs], precision,
                                       max_other_busy_pct=max_other_busy)
     fr, rep = cal.calibrate(data, profile, cross_validate=cv)
-    counts = data.counts
+    if held:
+        rep.notes.append(f"{len(held)} result file(s) given both to fit and to --test were held out of the fit: "
+                         + ", ".join(Path(f).name for f in held))
+    if len(data.models) < 2:
+        rep.notes.append("fitted on one model: its layers cannot separate per-layer overheads, efficiencies and the "
+                         "on-chip cost well (they trade off), so predictions for other models may be worse than "
+                         "uncalibrated; fit on several models (docs/calibration.md)")
+    counts = dict(data.counts, layer_groups=fr.rows_layer)
     batches = {m.name: sorted({c.batch for c in m.configs}) for m in data.models}
     host = docs[0][1]["host"]
     eff = cal.params_dict(fr.params, fr, profile)
@@ -204,12 +231,15 @@ def calibrate_command(
               f"({', '.join(f'{k}: batches {v}' for k, v in batches.items())}; {precision}; host {host.get('hostname')})")
     notes = {
         "efficiency": (f"fitted (bounded least squares, relative residuals) to {counts['layer_groups']} per-layer group "
-                       f"times and {counts['configurations']} end-to-end p50 latencies of {counts['models']} models "
+                       f"times and {counts['configurations']} end-to-end p50 latencies of {counts['models']} "
+                       f"model{'s' if counts['models'] != 1 else ''} "
                        f"({', '.join(data.model_names)}); classes fitted: {', '.join(fr.fitted_classes)} (others kept from "
                        f"the input profile); files: {', '.join(Path(f).name for f in data.files)}; "
                        f"fit error: end-to-end median |error| {_pct(rep.fitted['e2e_median_abs_error'])}, "
                        f"leave-one-model-out {_pct(rep.cv['e2e_median_abs_error'])}; before: "
                        f"efficiency {profile_eff(profile)}"),
+        "efficiency.compute": ("the median of the fitted classes' efficiencies, a summary: every layer class is "
+                               "listed under by_layer_class (fitted, or kept from the input profile)"),
         "efficiency.memory": (
             f"kept from the input profile ({eff['memory_efficiency']:.4g}): at the fitted rates DRAM-bound layers carry "
             f"less than {cal.MIN_CLASS_SHARE:.0%} of every configuration's time, so the data do not pin it"
@@ -238,8 +268,10 @@ def calibrate_command(
         s_after, p_after = cal.evaluate_on(test_data, calibrated)
         s_before, p_before = cal.evaluate_on(test_data, profile)
         doc["test"] = {"files": list(test_data.files), "models": test_data.model_names,
-                       "calibrated": {"summary": s_after, "points": p_after},
-                       "uncalibrated": {"summary": s_before, "points": p_before}}
+                       "calibrated": {"summary": s_after, "points": p_after,
+                                      "points_runs_median": cal.median_of_runs(p_after)},
+                       "uncalibrated": {"summary": s_before, "points": p_before,
+                                        "points_runs_median": cal.median_of_runs(p_before)}}
     doc["left_out_as_disturbed"] = list(data.skipped) + (list(test_data.skipped) if test_data is not None else [])
     doc["max_other_busy_pct"] = max_other_busy
     doc.update({"profile_in": hw, "profile_out": str(out), "precision": precision, "files": list(data.files),
@@ -425,10 +457,13 @@ def _print_report(doc: dict) -> None:
     for r in summary_rows(doc):
         t.add_row(*r)
     con.print(t)
-    t2 = Table(title="Per model and batch (held-out: fitted without that model)", title_justify="left")
-    for h in POINT_HEAD:
+    pm = point_median_rows(doc)
+    repeated = any(r[2] != "1" for r in pm)
+    t2 = Table(title="Per model and batch (held-out: fitted without that model)"
+               + ("; median of the repeated runs (every run: --format json)" if repeated else ""), title_justify="left")
+    for h in (POINT_MEDIAN_HEAD if repeated else POINT_HEAD):
         t2.add_column(h, justify="left" if h == "model" else "right")
-    for r in point_rows(doc):
+    for r in (pm if repeated else point_rows(doc)):
         t2.add_row(*r)
     con.print(t2)
     if doc.get("test"):

@@ -440,7 +440,7 @@ def register(app: typer.Typer) -> None:
     def sweep_cmd(
         model: str = typer.Argument(..., help="Model path or built-in name."),
         hw: str = typer.Option(..., "--hw", help="Base hardware profile (path or shipped name)."),
-        vary: List[str] = typer.Option(..., "--vary", help="KEY=VALUES: a list (1MB,2MB), a doubling range (1MB..64MB) or n log-spaced points (1e9..1e11:9). Keys: sram_bytes, dram_bandwidth_bytes_per_s, mac_units (MACs per cycle at the chosen --precision), clock_hz, layer_overhead_s."),
+        vary: List[str] = typer.Option(..., "--vary", help="KEY=VALUES: a list (1MB,2MB), a doubling range (1MB..64MB) or n log-spaced points (1e9..1e11:9). Keys: sram_bytes, dram_bandwidth_bytes_per_s, onchip_bandwidth_bytes_per_s, mac_units (MACs per cycle at the chosen --precision), clock_hz, layer_overhead_s."),
         batch: Optional[str] = typer.Option("1", "--batch", "-b", help="Batch size(s)."),
         precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32|fp16|bf16|int8."),
         winograd: Optional[str] = typer.Option(None, "--winograd", help="off|f2|f4."),
@@ -494,6 +494,8 @@ _UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "kb": 1e3, "mb": 1e6
 
 
 def parse_quantity(text: str, what: str) -> float:
+    if re.fullmatch(r"\s*-\s*[0-9.].*", text):
+        raise UserError(f"{what}: '{text}' is negative; sizes, rates and times must be positive")
     m = re.fullmatch(r"\s*([0-9.]+(?:e[+-]?[0-9]+)?)\s*([a-zA-Z/]*)\s*", text)
     if not m or m.group(2).lower() not in _UNITS:
         raise UserError(f"{what}: '{text}' is not a number with an optional unit (k, M, G, KB, MiB, GB/s, GHz)")

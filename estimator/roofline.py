@@ -286,9 +286,10 @@ class HwArrays:
     def grid(cls, base: HardwareProfile, precision: str, winograd: str | None = None,
              **axes: Sequence[float]) -> "HwArrays":
         """A full grid over some parameters of `base` (sram_bytes, dram_bandwidth_bytes_per_s,
-        mac_units, clock_hz, layer_overhead_s), built as arrays without one profile per point."""
+        onchip_bandwidth_bytes_per_s, mac_units, clock_hz, layer_overhead_s), built as arrays without one profile per point."""
         one = cls.from_profiles([base], precision, winograd)
-        allowed = {"sram_bytes", "dram_bandwidth_bytes_per_s", "mac_units", "clock_hz", "layer_overhead_s"}
+        allowed = {"sram_bytes", "dram_bandwidth_bytes_per_s", "onchip_bandwidth_bytes_per_s", "mac_units", "clock_hz",
+                   "layer_overhead_s"}
         for k, v in axes.items():
             if k not in allowed:
                 raise UserError(f"--vary: cannot vary '{k}' (can vary: {', '.join(sorted(allowed))})")
@@ -318,7 +319,7 @@ class HwArrays:
                    overhead_s=(np.repeat(flat["layer_overhead_s"][:, None], len(LAYER_CLASSES), axis=1)
                                if "layer_overhead_s" in flat else col(one.overhead_s)), wino_tile=col(one.wino_tile),
                    wino_expand=col(one.wino_expand), energy_mac_j=col(one.energy_mac_j), energy_byte_j=col(one.energy_byte_j),
-                   onchip_bytes_per_s=col(one.onchip_bytes_per_s))
+                   onchip_bytes_per_s=flat.get("onchip_bandwidth_bytes_per_s", col(one.onchip_bytes_per_s)))
 
 
 # ----------------------------------------------------------------------------- core

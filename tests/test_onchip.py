@@ -283,3 +283,67 @@ def test_with_overrides_removing_an_absent_key_leaves_no_note():
 
     p = with_overrides(_prof(), onchip_bandwidth_bytes_per_s=None)
     assert "onchip_bandwidth_bytes_per_s" not in p.notes
+
+
+# ----------------------------------------------------------------------------- new-user findings
+
+
+def _tiny_runs(tmp_path):
+    from test_calibrate import _file_model_results, _write_profile
+
+    return _write_profile(tmp_path), _file_model_results(tmp_path)
+
+
+def test_calibrate_test_files_never_fitted(tmp_path):
+    """A run given both to fit and to --test is held out of the fit (here: nothing is left)."""
+    from conftest import run_cli
+
+    prof, runs = _tiny_runs(tmp_path)
+    code, out, err = run_cli("calibrate", runs, "--test", runs, "--hw", prof, "-o", str(tmp_path / "c.yaml"))
+    assert code == 2 and "also given to --test" in err
+    assert not (tmp_path / "c.yaml").exists()
+
+
+def test_calibrate_bad_report_path_and_busy_limit(tmp_path):
+    from conftest import run_cli
+
+    prof, runs = _tiny_runs(tmp_path)
+    out = tmp_path / "c.yaml"
+    code, _, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(out), "--report", str(tmp_path / "no" / "r.json"))
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "adir").mkdir()
+    code, _, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(out), "--report", str(tmp_path / "adir"), "--force")
+    assert code == 2 and "is a directory" in err
+    code, _, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(out), "--max-other-busy", "-3")
+    assert code == 2 and "--max-other-busy" in err
+    assert not out.exists()
+
+
+def test_detect_warns_when_disturbed():
+    from estimator.validate import detect as det
+
+    d = _detection(8e10, 5e10, gemm=3e10)
+    d.measurements["gemm_fp32_1t"] = det.Measurement("gemm_fp32_1t", 4e10, "MAC/s", 5, (4e10, 4e10))
+    d.busy_before_pct = 100.0
+    w = det.disturbance_warnings(d)
+    assert len(w) == 2 and "busy" in w[0] and "one thread" in w[1]
+    d.busy_before_pct = 3.0
+    d.measurements["gemm_fp32_1t"] = det.Measurement("gemm_fp32_1t", 2e10, "MAC/s", 5, (2e10, 2e10))
+    assert det.disturbance_warnings(d) == []
+
+
+def test_validate_summary_shows_predicted_ms_and_disturbed_runs(capsys):
+    from types import SimpleNamespace
+
+    from estimator.validate import cli as vcli
+
+    cfg = {"precision": "fp32", "batch": 1, "threads": 2, "instances": 1, "runs": 700,
+           "latency_s": {"p50": 0.010, "p90": 0.011, "p99": 0.012}, "latency_cv": 0.01, "throughput_per_s": 100.0,
+           "peak_rss_bytes": 2 ** 20, "layer_totals": {"coverage": 1.0}, "load": {"other_busy_pct_during": 55.0},
+           "prediction": {"latency_s": 0.009, "measured_p50_s": 0.010, "error": -0.1}}
+    doc = {"model": {"name": "m"}, "host": {"cpu": {"model": "c"}}, "engine": {"version": "1", "provider": "cpu"},
+           "configurations": [cfg], "notes": []}
+    vcli._print_run(SimpleNamespace(doc=doc, json_path="r.json", csv_path="r.csv"))
+    out = capsys.readouterr().out
+    assert "pred. ms" in out and "9.00" in out and "10.00 *" in out
+    assert "warning" in out and "55%" in out

@@ -86,23 +86,36 @@ def _print_run(outcome) -> None:
     doc = outcome.doc
     t = Table(title=f"{doc['model']['name']} on {doc['host']['cpu']['model']} "
                     f"(onnxruntime {doc['engine']['version']}, {doc['engine']['provider']})")
-    for h in ("precision", "batch", "threads", "inst.", "p50 ms", "p90 ms", "p99 ms", "CV",
-              "samples/s", "peak RSS MB", "layers mapped", "pred. err"):
+    predicted = any((c.get("prediction") or {}).get("latency_s") is not None for c in doc["configurations"])
+    heads = ["precision", "batch", "threads", "inst.", "p50 ms", "p90 ms", "p99 ms", "CV",
+             "samples/s", "peak RSS MB", "layers mapped"] + (["pred. ms"] if predicted else []) + ["pred. err"]
+    for h in heads:
         t.add_column(h, justify="right")
+    disturbed = []
     for c in doc["configurations"]:
         lat = c.get("latency_s") or {}
         cov = (c.get("layer_totals") or {}).get("coverage")
-        err = (c.get("prediction") or {}).get("error")
+        pr = c.get("prediction") or {}
+        err = pr.get("error")
+        other = (c.get("load") or {}).get("other_busy_pct_during")
+        if other is not None and other > 20:
+            disturbed.append(f"batch {c['batch']} ({other:.0f}%)")
         ms = lambda k: f"{lat[k] * 1e3:.2f}" if lat.get(k) is not None else "-"  # noqa: E731
+        extra = [f"{pr['latency_s'] * 1e3:.2f}" if pr.get("latency_s") is not None else "-"] if predicted else []
         t.add_row(c["precision"], str(c["batch"]), str(c["threads"]), str(c["instances"]),
-                  ms("p50"), ms("p90"), ms("p99"),
+                  ms("p50") + (" *" if other is not None and other > 20 else ""), ms("p90"), ms("p99"),
                   f"{c.get('latency_cv', 0):.3f}" + (" !" if c.get("high_variance") else ""),
                   f"{c['throughput_per_s']:.1f}" if c.get("throughput_per_s") else "-",
                   f"{c['peak_rss_bytes'] / 2**20:.0f}",
                   f"{cov * 100:.1f}%" if cov is not None else "-",
+                  *extra,
                   f"{err * 100:+.1f}%" if err is not None else "-")
     con = _console()
     con.print(t)
+    if disturbed:
+        con.print("warning: '*': other processes kept the host busy during the timed runs of "
+                  + ", ".join(disturbed) + " (share of the host): those timings are disturbed; `estimate calibrate` "
+                  "leaves such configurations out (--max-other-busy); re-run on a quieter host", highlight=False)
     few = min((c.get("runs") or 0) for c in doc["configurations"]) if doc["configurations"] else 0
     if few and few < 662:
         con.print(f"note: p99 from as few as {few} timed runs is an estimate (MLPerf requires >= 662 queries for a p99); "

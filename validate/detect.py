@@ -297,6 +297,19 @@ def _g(x: float) -> str:
     return f"{x:.4g}"
 
 
+def disturbance_warnings(d: Detection) -> list[str]:
+    """Signs that other work disturbed the measurement (printed by `estimate hw detect`)."""
+    out = []
+    if d.busy_before_pct is not None and d.busy_before_pct > 25:
+        out.append(f"the host was busy before measuring (CPU {d.busy_before_pct:.0f}% busy): the ceilings may be "
+                   "too low; re-run `estimate hw detect --force` when it is idle")
+    m = d.measurements
+    if "gemm_fp32_1t" in m and "gemm_fp32" in m and d.threads > 1 and m["gemm_fp32_1t"].value > m["gemm_fp32"].value:
+        out.append(f"one thread measured faster than {d.threads} ({_g(m['gemm_fp32_1t'].value)} vs "
+                   f"{_g(m['gemm_fp32'].value)} MAC/s): other work competed for the cores; re-run when the host is idle")
+    return out
+
+
 def onchip_split(d: Detection) -> tuple[float, float, str] | None:
     """(1x1 MAC rate, on-chip bandwidth B/s, derivation) from the wide and the narrow 1x1 Conv:
     each took t = MACs / rate_mac + activation_bytes / bandwidth (docs/roofline.md), two
@@ -384,6 +397,12 @@ def profile_dict(d: Detection, argv_hint: str = "estimate hw detect") -> dict:
                        "split: inside a model the on-chip term comes on top, which matched MobileNetV2's depthwise layers on the "
                        "host where this was developed, docs/calibration.md). Other classes 1.0 until "
                        "`estimate calibrate` fits them"),
+        "dram_bytes": "MemTotal from /proc/meminfo",
+        "layer_overhead_s": ("0: detect times each kernel as a whole call (session overhead included), so the per-class "
+                             "rates already hold the fixed cost per call; `estimate calibrate` fits per-class overheads"),
+        "efficiency.compute": ("1.0: the efficiency of the layer classes not listed under by_layer_class (element-wise, "
+                               "other convolutions, pooling, ...) until `estimate calibrate` fits them"),
+        "efficiency.memory": "1.0: dram_bandwidth_bytes_per_s is the measured copy rate itself",
         "onchip_bandwidth_bytes_per_s": (
             f"derived {split[2]}. {mline('conv1x1_narrow_fp32')}. A rough prior: `estimate calibrate` refits it"
             if split else "not derived (the two 1x1 measurements gave no physical split, e.g. a disturbed run): "
