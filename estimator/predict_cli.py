@@ -144,7 +144,7 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
     elif not res.any():
         where = "fit in SRAM but are streamed: pinning them would push activations to DRAM"
     else:
-        where = f"pinned in SRAM at batch {', '.join(str(b) for b, r in zip(pred.batches, res) if r)}, streamed at the others (faster)"
+        where = f"pinned in SRAM at batch {', '.join(str(b) for b, r in zip(pred.batches, res) if r)}, streamed at the others (for each batch the faster of the two; docs/roofline.md)"
     console.print(f"MACs {si(t.macs)} per sample, params {si(t.params)}, {wline}, {where}; "
                   f"largest activation {bytes_str(t.max_activation_bytes)}, peak live activations {bytes_str(t.peak_activation_bytes)}",
                   soft_wrap=True)
