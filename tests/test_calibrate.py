@@ -73,14 +73,20 @@ TRUTH = {"efficiency": {"compute": 0.5, "memory": 0.6,
          "layer_overhead_s": 2e-5}
 
 
+def _synthetic(truth, names, batches=(1, 2, 4, 8)):
+    """A Dataset of fake measurements: the built-in models `names` timed by the roofline with
+    the `truth` profile."""
+    entries = []
+    for name in names:
+        table = api.analyze(name, batch=1, precision="fp32")
+        entries.append((f"{name}.json", _fake_doc(table, truth, list(batches), name), table))
+    return cal.build_dataset(entries, "fp32")
+
+
 @pytest.fixture(scope="module")
 def synthetic():
     truth = _profile(**json.loads(json.dumps(TRUTH)))
-    entries = []
-    for name in ("resnet50", "mobilenetv2", "yolov3-tiny"):
-        table = api.analyze(name, batch=1, precision="fp32")
-        entries.append((f"{name}.json", _fake_doc(table, truth, [1, 2, 4, 8], name), table))
-    return truth, cal.build_dataset(entries, "fp32")
+    return truth, _synthetic(truth, ("resnet50", "mobilenetv2", "yolov3-tiny"))
 
 
 def test_round_trip_recovers_known_factors(synthetic):
@@ -264,11 +270,7 @@ def test_round_trip_with_pinned_weights():
     """A 32 MiB SRAM pins MobileNetV2's weights at small batches and streams them at large
     ones (the roofline picks the faster): the fit follows the same choice."""
     truth = _profile(sram_bytes=32 << 20, **json.loads(json.dumps(TRUTH)))
-    entries = []
-    for name in ("mobilenetv2", "yolov3-tiny"):
-        table = api.analyze(name, batch=1, precision="fp32")
-        entries.append((f"{name}.json", _fake_doc(table, truth, [1, 2, 4, 8], name), table))
-    data = cal.build_dataset(entries, "fp32")
+    data = _synthetic(truth, ("mobilenetv2", "yolov3-tiny"))
     # classes with < 2% of each model's compute time here (element-wise: only residual adds
     # after fusion; pooling) are not fitted and keep the start profile's value: start them at
     # the truth, the others at 1
@@ -296,11 +298,7 @@ def test_round_trip_recovers_per_class_overheads():
     truth_d = json.loads(json.dumps(TRUTH))
     truth_d["layer_overhead_by_class_s"] = {"conv1x1": 6e-5, "conv3x3": 6e-5, "depthwise": 3e-5, "elementwise": 4e-6}
     truth = _profile(**truth_d)
-    entries = []
-    for name in ("resnet50", "mobilenetv2", "yolov3-tiny"):
-        table = api.analyze(name, batch=1, precision="fp32")
-        entries.append((f"{name}.json", _fake_doc(table, truth, [1, 2, 4, 8], name), table))
-    data = cal.build_dataset(entries, "fp32")
+    data = _synthetic(truth, ("resnet50", "mobilenetv2", "yolov3-tiny"))
     fr = cal.fit(data, _profile())
     ov = fr.params.overheads()
     for c, want in truth_d["layer_overhead_by_class_s"].items():

@@ -16,7 +16,7 @@ from estimator.hardware import HardwareProfile, dump_profile, load_profile, prof
 from estimator.roofline import HwArrays, LayerArrays, evaluate
 
 from conftest import conv_model
-from test_calibrate import TRUTH, _fake_doc, _profile
+from test_calibrate import TRUTH, _fake_doc, _profile, _synthetic
 
 
 def _prof(**kv) -> HardwareProfile:
@@ -119,11 +119,7 @@ def onchip_truth():
 
 
 def test_round_trip_recovers_onchip_bandwidth(onchip_truth):
-    entries = []
-    for name in ("resnet50", "mobilenetv2", "yolov3-tiny"):
-        table = api.analyze(name, batch=1, precision="fp32")
-        entries.append((f"{name}.json", _fake_doc(table, onchip_truth, [1, 2, 4, 8], name), table))
-    data = cal.build_dataset(entries, "fp32")
+    data = _synthetic(onchip_truth, ("resnet50", "mobilenetv2", "yolov3-tiny"))
     fr = cal.fit(data, _profile())
     assert fr.params.onchip_bandwidth == pytest.approx(4e9, rel=0.01)
     eff = fr.params.efficiencies()
@@ -139,8 +135,7 @@ def test_no_onchip_term_in_the_data_fits_none():
     """Data made without the term: the fit puts its cost at (nearly) zero: under 0.5% of the
     predicted time, or leaves it out."""
     truth = _profile(**json.loads(json.dumps(TRUTH)))
-    table = api.analyze("yolov3-tiny", batch=1, precision="fp32")
-    data = cal.build_dataset([("y.json", _fake_doc(table, truth, [1, 2, 4, 8], "yolov3-tiny"), table)], "fp32")
+    data = _synthetic(truth, ("yolov3-tiny",))
     fr = cal.fit(data, _profile())
     bw = fr.params.onchip_bandwidth
     if bw is not None:
@@ -154,8 +149,7 @@ def test_memory_efficiency_kept_when_nothing_is_dram_bound():
     efficiency, and the fit keeps the start profile's value instead of drifting to a bound."""
     d = json.loads(json.dumps(TRUTH))
     truth = _profile(sram_bytes=1 << 40, **d)
-    table = api.analyze("yolov3-tiny", batch=1, precision="fp32")
-    data = cal.build_dataset([("y.json", _fake_doc(table, truth, [1, 2, 4, 8], "yolov3-tiny"), table)], "fp32")
+    data = _synthetic(truth, ("yolov3-tiny",))
     # classes the data cannot pin (too little work) keep the start's values: start them at the truth
     sd = json.loads(json.dumps(TRUTH))
     sd["efficiency"]["memory"] = 0.7
@@ -235,11 +229,7 @@ def test_zero_onchip_cost_with_three_models_writes_no_key():
     d = json.loads(json.dumps(TRUTH))
     d["efficiency"]["memory"] = 10.0
     truth = _profile(sram_bytes=16 << 20, **d)
-    entries = []
-    for name in ("resnet50", "mobilenetv2", "yolov3-tiny"):
-        table = api.analyze(name, batch=1, precision="fp32")
-        entries.append((f"{name}.json", _fake_doc(table, truth, [1, 2, 4, 8], name), table))
-    data = cal.build_dataset(entries, "fp32")
+    data = _synthetic(truth, ("resnet50", "mobilenetv2", "yolov3-tiny"))
     fr = cal.fit(data, _profile(sram_bytes=16 << 20))
     assert fr.params.onchip_bandwidth is None or fr.params.onchip_bandwidth <= cal.ONCHIP_NONE_BPS
     prof = cal.apply_params(_profile(sram_bytes=16 << 20), fr.params, fr.fitted_classes,
@@ -254,11 +244,7 @@ def test_kept_memory_efficiency_that_makes_layers_dram_bound_is_not_kept():
     d = json.loads(json.dumps(TRUTH))
     d["efficiency"]["memory"] = 10.0
     truth = _profile(sram_bytes=32 << 20, **d)
-    entries = []
-    for name in ("resnet50", "yolov3-tiny"):
-        table = api.analyze(name, batch=1, precision="fp32")
-        entries.append((f"{name}.json", _fake_doc(table, truth, [1, 2, 4, 8], name), table))
-    data = cal.build_dataset(entries, "fp32")
+    data = _synthetic(truth, ("resnet50", "yolov3-tiny"))
     sd = json.loads(json.dumps(TRUTH))
     sd["efficiency"]["memory"] = 0.1
     fr = cal.fit(data, _profile(sram_bytes=32 << 20, **sd))
