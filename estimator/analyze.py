@@ -25,7 +25,7 @@ import numpy as np
 
 from . import ops as _ops  # noqa: F401  (registers every cost function)
 from .graph import DTYPE_BYTES, FLOAT_DTYPES, PRECISION_BYTES, Graph, TensorInfo
-from .ops.base import CONTROL_INPUTS, FREE_OPS, OpContext, OpCost, ShapeUnknown, lookup
+from .ops.base import CONTROL_INPUTS, FREE_OPS, OpContext, OpCost, ShapeUnknown, lookup, macs_at_least
 
 # Dtypes through which a constant's stored dtype is traced back (weights stored int8 and
 # dequantized, or stored fp16 and cast up, are stored at the narrow type).
@@ -113,6 +113,8 @@ class Totals:
     layers: int
     unsupported_ops: Mapping[str, int]
     uncosted_ops: Mapping[str, int]
+    uncosted_layers: int = 0          # layers left out of the totals: unsupported or uncosted
+    macs_missing_at_least: int = 0    # a lower bound of the MACs those layers leave out
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,10 @@ def _tensor_bytes(t: TensorInfo | None, precision: str | None) -> float:
     return float(b or 0.0)
 
 
-def _stored_dtype(graph: Graph, name: str, producers: Mapping[str, object]) -> str:
-    """The dtype a constant is stored at, traced back through Cast/DequantizeLinear/reshapes."""
+def _stored_dtype(graph: Graph, name: str, producers: Mapping[str, object]) -> tuple[str, bool]:
+    """The dtype a constant is stored at, traced back through Cast/DequantizeLinear/reshapes,
+    and whether it is computed by the graph (its origin is the output of an op other than
+    Constant: a mask or an index table built from constants) rather than stored."""
     seen = 0
     cur = name
     while cur in producers and seen < 16:
@@ -161,7 +165,8 @@ def _stored_dtype(graph: Graph, name: str, producers: Mapping[str, object]) -> s
         cur = node.inputs[0]
         seen += 1
     t = graph.tensors.get(cur) or graph.tensors.get(name)
-    return t.dtype if t is not None else "float32"
+    origin = producers.get(cur)
+    return (t.dtype if t is not None else "float32"), origin is not None and origin.op_type != "Constant"
 
 
 def _sizes(infos) -> tuple[int, float, int, float]:
@@ -189,6 +194,10 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
     macs_by_type: Counter[str] = Counter()
     unsupported: Counter[str] = Counter()
     uncosted: Counter[str] = Counter()
+    incomplete = missing_macs = 0
+    # outputs that matter: read by a node or a graph output (an unused Dropout mask does not)
+    needed = {x for n in graph.nodes for x in n.inputs if x}
+    needed.update(graph.outputs)
     tensors = graph.tensors
     is_const = graph.constants
 
@@ -214,8 +223,11 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
             if const_flags[i]:
                 if i in control or t is None or t.elems is None or t.elems <= 1:
                     continue  # scalar constants (GELU's 0.5, a 1/sqrt(d) scale) are not parameters
-                if x in weight_owner:  # shared: counted at its first consumer, read here too
-                    sd = _stored_dtype(graph, x, producers) if x in producers else t.dtype
+                sd, computed = _stored_dtype(graph, x, producers) if x in producers else (t.dtype, False)
+                if x in weight_owner or (computed and sd not in FLOAT_DTYPES):
+                    # shared (counted at its first consumer, read here too), or an integer or
+                    # boolean tensor the graph computes from constants (a mask, an index
+                    # table): read, but not a parameter
                     if sd in FLOAT_DTYPES:
                         sh_float += t.elems
                     else:
@@ -223,7 +235,6 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
                     continue
                 weight_owner.add(x)
                 params += t.elems
-                sd = _stored_dtype(graph, x, producers) if x in producers else t.dtype
                 b = t.elems * DTYPE_BYTES.get(sd, 4)
                 wbytes += b
                 if sd in FLOAT_DTYPES:
@@ -239,6 +250,7 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
         out_shape = out_infos[0].shape if out_infos and out_infos[0] is not None else None
 
         status, note = "ok", ""
+        missing = [x for x, t in zip(node.outputs, out_infos) if x in needed and (t is None or t.shape is None)]
         if node.domain in ("", "ai.onnx") and node.op_type in FREE_OPS:
             cost = OpCost(kind="view", layer_class="other")
         else:
@@ -254,7 +266,17 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
                 except ShapeUnknown as e:
                     cost = OpCost(kind="unknown", layer_class="other")
                     status, note = "uncosted", f"shape unknown: {e}"
-                    uncosted[qtype] += 1
+        if missing and status == "ok":
+            # an output whose shape is unknown: whatever the cost function made of the inputs,
+            # the layer's bytes (and, for most ops, its work) are unknown: never counted as ok
+            status, note = "uncosted", f"output shape unknown: {missing[0]}"
+        if status == "uncosted":
+            uncosted[qtype] += 1
+            ctx = OpContext(node=node, inputs=in_infos, outputs=out_infos, const_inputs=const_flags)
+            missing_macs += max(int(cost.macs), macs_at_least(ctx))
+            cost = OpCost(kind="unknown", layer_class="other")
+        if status != "ok":
+            incomplete += 1
         if cost.macs:
             macs_by_type[qtype] += int(cost.macs)
         mk, mn = _mapping_dims(node, in_infos) if cost.macs else (0, 0)
@@ -299,7 +321,8 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
         max_activation_elems=int(max_elems), max_activation_bytes=float(max_bytes),
         max_activation_tensor=max_name, peak_activation_bytes=float(peak),
         macs_by_op_type=dict(macs_by_type.most_common()), layers=len(layers),
-        unsupported_ops=dict(unsupported.most_common()), uncosted_ops=dict(uncosted.most_common()))
+        unsupported_ops=dict(unsupported.most_common()), uncosted_ops=dict(uncosted.most_common()),
+        uncosted_layers=incomplete, macs_missing_at_least=int(missing_macs))
     inputs = tuple(graph.tensors[x] for x in graph.inputs if x in graph.tensors)
     return CostTable(model=graph.name, batch=batch, inputs=inputs, layers=tuple(layers),
                      totals=totals, precision=precision, notes=graph.notes,

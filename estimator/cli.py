@@ -68,6 +68,9 @@ def analyze_cmd(
         table = api.analyze(model, batch=batches[0] if batches else None, input_shapes=shapes,
                             resolution=res, seq_len=seq_len, precision=precision)
         doc = report.analysis_document(table, source=model)
+        warn = report.incomplete_warning(table.totals)
+        if warn and fmt in (Format.json, Format.csv):
+            sys.stderr.write(f"estimate: {warn}\n")  # stdout stays a clean document
         if fmt == Format.json:
             _emit(json.dumps(doc, indent=1))
         elif fmt == Format.csv:

@@ -10,9 +10,9 @@ load_graph(path or ModelProto, overrides) -> Graph, ready for costing:
 3. Check structure: undefined inputs and cycles are errors naming the node.
 4. Set input dims: --input NAME=AxBxC, --batch N (leading dim of every input), --resolution HxW
    (single image input); an unresolved symbolic dim is an error naming input, dim and option.
-5. ONNX shape inference with data propagation, then complete it where it stops by evaluating
-   the small constant/shape subgraphs (Shape -> Gather -> Concat -> Reshape chains) and
-   running inference again.
+5. ONNX shape inference with data propagation, then complete it where it stops in one
+   topological pass that evaluates the static shape computations and infers node by node
+   (estimator/onnx_shapes.py).
 6. Classify constants: initializers and everything computed from them alone are model
    constants (weights, when a layer consumes them); values computed from static shapes are
    folded too but are not weights.
@@ -26,23 +26,20 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, shape_inference
+from onnx import helper, numpy_helper
 
 from .errors import UserError
 from .graph import Graph, Node, TensorInfo, elems_of
+from .onnx_shapes import (RANDOM_OPS, SHAPE_READERS, SUBGRAPH_OPS, complete, dtype_name,  # noqa: F401
+                          tensor_array)
 from .ops.base import CONTROL_INPUTS
 
 # Integer constants up to this many elements keep their values (shape arithmetic needs them).
 _SMALL_CONST_ELEMS = 4096
-# Static values computed while completing shape inference are kept up to this size.
-_EVAL_LIMIT_ELEMS = 1 << 16
 # A tensor with more elements than this is an input mistake, not a model (2**50 ~ 1e15).
 _ABSURD_ELEMS = 1 << 50
 _ABSURD_DIM = 1 << 31
 
-_RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
-                         "Multinomial", "Bernoulli"})
-_SHAPE_READERS = frozenset({"Shape", "Size"})
 # Constant-only nodes of these ops are folded into derived weights (their output is the
 # weight a layer consumes). Other ops with constant inputs are folded only when every output
 # is a small tensor (shape arithmetic); otherwise they stay layers, so that e.g. a Gather from
@@ -50,40 +47,10 @@ _SHAPE_READERS = frozenset({"Shape", "Size"})
 _WEIGHT_DERIVING = frozenset({"Constant", "ConstantOfShape", "DequantizeLinear", "Cast", "CastLike",
                               "Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten",
                               "Concat"})
-# Ops whose subgraph attributes we do not descend into.
-_SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
-
 _INT_TYPES = {TensorProto_t for TensorProto_t in (
     onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.INT16, onnx.TensorProto.INT8,
     onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32,
     onnx.TensorProto.UINT64, onnx.TensorProto.BOOL)}
-
-
-def dtype_name(elem_type: int) -> str:
-    """ONNX element type number -> numpy-style name ('float32', 'int64', ...)."""
-    name = _DTYPE_CACHE.get(elem_type)
-    if name is None:
-        name = _DTYPE_CACHE[elem_type] = _dtype_name(elem_type)
-    return name
-
-
-_DTYPE_CACHE: dict[int, str] = {}
-
-
-def _dtype_name(elem_type: int) -> str:
-    try:
-        name = onnx.TensorProto.DataType.Name(elem_type)
-    except ValueError:
-        return "unknown"
-    return {
-        "FLOAT": "float32", "FLOAT16": "float16", "BFLOAT16": "bfloat16", "DOUBLE": "float64",
-        "INT8": "int8", "UINT8": "uint8", "INT16": "int16", "UINT16": "uint16",
-        "INT32": "int32", "UINT32": "uint32", "INT64": "int64", "UINT64": "uint64",
-        "BOOL": "bool", "STRING": "string", "COMPLEX64": "complex64", "COMPLEX128": "complex128",
-        "FLOAT8E4M3FN": "float8e4m3fn", "FLOAT8E4M3FNUZ": "float8e4m3fnuz",
-        "FLOAT8E5M2": "float8e5m2", "FLOAT8E5M2FNUZ": "float8e5m2fnuz",
-        "INT4": "int4", "UINT4": "uint4", "FLOAT4E2M1": "float4e2m1", "UNDEFINED": "unknown",
-    }.get(name, name.lower())
 
 
 # ----------------------------------------------------------------------------- reading
@@ -331,7 +298,7 @@ def _attr_value(a: onnx.AttributeProto) -> Any:
     if a.type == onnx.AttributeProto.GRAPH or a.type == onnx.AttributeProto.GRAPHS:
         return "<subgraph>"
     if a.type == onnx.AttributeProto.TENSOR:
-        return _tensor_array(a.t, header_only=True)
+        return tensor_array(a.t)
     if a.type == onnx.AttributeProto.SPARSE_TENSOR:
         return "<sparse tensor>"
     v = helper.get_attribute_value(a)
@@ -340,60 +307,6 @@ def _attr_value(a: onnx.AttributeProto) -> Any:
     if isinstance(v, list):
         return tuple(x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in v)
     return v
-
-
-def _tensor_array(t: onnx.TensorProto, header_only: bool = False) -> np.ndarray | None:
-    """A tensor's value if it is small and embedded; None otherwise."""
-    n = elems_of(tuple(t.dims))
-    if n is None or n > _EVAL_LIMIT_ELEMS or t.data_location == onnx.TensorProto.EXTERNAL:
-        return None
-    try:
-        return numpy_helper.to_array(t)
-    except Exception:
-        return None
-
-
-# ----------------------------------------------------------------------------- constants
-
-
-def _eval_node(node: onnx.NodeProto, values: list[np.ndarray | None], opset: int) -> list[np.ndarray] | None:
-    """Evaluate one node on small known values with ONNX's reference implementation.
-
-    `values` has one entry per node input, None for an omitted optional input.
-    """
-    try:
-        from onnx.reference import ReferenceEvaluator
-
-        ins = [f"in{i}" if x else "" for i, x in enumerate(node.input)]
-        outs = [f"out{i}" for i in range(len(node.output))]
-        n = helper.make_node(node.op_type, ins, outs, domain=node.domain or None)
-        n.attribute.extend(node.attribute)
-        vis = [helper.make_tensor_value_info(x, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-               for x, v in zip(ins, values) if x]
-        g = helper.make_graph([n], "eval", vis, [helper.make_tensor_value_info(o, 0, None) for o in outs])
-        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", max(opset, 7))])
-        feeds = {x: v for x, v in zip(ins, values) if x}
-        res = ReferenceEvaluator(m).run(None, feeds)
-        return [np.asarray(r) for r in res]
-    except Exception:
-        return None
-
-
-def _out_elems_bound(node: onnx.NodeProto, values: list[np.ndarray | None]) -> int | None:
-    """For ops whose output size is set by a value (ConstantOfShape, Expand, Tile, Range)."""
-    try:
-        if node.op_type == "ConstantOfShape":
-            return int(np.prod(values[0])) if values[0] is not None else None
-        if node.op_type == "Expand":
-            return int(np.prod(np.broadcast_shapes(values[0].shape, tuple(int(x) for x in values[1]))))
-        if node.op_type == "Tile":
-            return int(values[0].size * np.prod(values[1]))
-        if node.op_type == "Range":
-            s, l, d = (float(np.asarray(v).reshape(-1)[0]) for v in values[:3])
-            return max(int(np.ceil((l - s) / d)), 0) if d else None
-    except Exception:
-        return None
-    return 0
 
 
 # ----------------------------------------------------------------------------- main entry
@@ -455,7 +368,7 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
             t.data_location = onnx.TensorProto.DEFAULT
             continue
         if small_int or n <= 16:
-            arr = _tensor_array(t)
+            arr = tensor_array(t)
             if arr is not None:
                 const_values[t.name] = arr
                 continue
@@ -494,14 +407,16 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     # 5. Shape inference, completed by evaluating constant/shape subgraphs.
     if model.ir_version < 3:
         model.ir_version = 3
-    infos, const_values, static = _infer_and_complete(src, model, nodes, plain, order, init_names,
-                                                     const_values, opset, notes)
+    init_types = {t.name: t.data_type for t in g.initializer}
+    infos, const_values, static, used_decl = complete(src, model, nodes, plain, order, init_info, init_types,
+                                                      const_values, declared, opset, notes)
     for k, v in init_info.items():
         infos.setdefault(k, v)
-    used_decl = [k for k, shp in declared.items() if (k not in infos or infos[k].shape is None) and shp is not None]
-    for k in used_decl:
-        dt = infos[k].dtype if k in infos else "float32"
-        infos[k] = TensorInfo(k, declared[k], dt)
+    # graph outputs no node produces (an input or initializer passed through) keep a declaration
+    late = [k for k, shp in declared.items() if (k not in infos or infos[k].shape is None) and shp is not None]
+    for k in late:
+        infos[k] = TensorInfo(k, declared[k], infos[k].dtype if k in infos else "float32")
+    used_decl = used_decl + late
     if used_decl:
         notes.append(f"shape of {len(used_decl)} tensor(s) taken from the model's declarations, which inference could not "
                      f"check ({', '.join(used_decl[:3])}{'...' if len(used_decl) > 3 else ''})")
@@ -520,11 +435,11 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     const_nodes: set[str] = set()
     for i in order:
         op, dom, n_in, n_out = plain[i]
-        if op in _RANDOM_OPS or op in _SUBGRAPH_OPS:
+        if op in RANDOM_OPS or op in SUBGRAPH_OPS:
             continue
         ins = [x for x in n_in if x]
         outs = [o for o in n_out if o]
-        if op in _SHAPE_READERS and ins and infos.get(ins[0]) is not None and infos[ins[0]].shape is not None:
+        if op in SHAPE_READERS and ins and infos.get(ins[0]) is not None and infos[ins[0]].shape is not None:
             const_nodes.add(names[i])  # reads only metadata of a tensor whose shape is known
             static.update(outs)
             continue
@@ -550,7 +465,7 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     if unread:
         n_el = sum(init_info[k].elems or 0 for k in unread)
         where = (" (control-flow bodies are not analyzed: their weights and ops are not counted)"
-                 if any(p[0] in _SUBGRAPH_OPS for p in plain) else "")
+                 if any(p[0] in SUBGRAPH_OPS for p in plain) else "")
         notes.append(f"{len(unread)} initializer(s) ({n_el:,} elements) are not read by any top-level node and are not "
                      f"counted as params{where}")
 
@@ -598,114 +513,6 @@ def _read_external_small(full: str, t: onnx.TensorProto, info: Mapping[str, str]
         return numpy_helper.to_array(c)
     except Exception:
         return None
-
-
-def _collect_infos(model: onnx.ModelProto) -> dict[str, TensorInfo]:
-    infos: dict[str, TensorInfo] = {}
-    g = model.graph
-    for vi in list(g.value_info) + list(g.output) + list(g.input):
-        if not vi.type.HasField("tensor_type"):
-            continue
-        tt = vi.type.tensor_type
-        shape = None
-        if tt.HasField("shape"):
-            dl = tt.shape.dim
-            dims = tuple([d.dim_value for d in dl])
-            # a 0 is either a real zero-size dim or an unset/symbolic one: ask only then
-            if 0 not in dims or all(d.WhichOneof("value") == "dim_value" for d in dl):
-                shape = dims
-        prev = infos.get(vi.name)
-        if prev is None or (prev.shape is None and shape is not None):
-            infos[vi.name] = TensorInfo(vi.name, shape, dtype_name(tt.elem_type))
-    return infos
-
-
-def _infer(src: str, model: onnx.ModelProto) -> onnx.ModelProto:
-    try:
-        return shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-    except Exception as e:  # inference errors on malformed graphs
-        msg = str(e).strip().splitlines()
-        raise UserError(f"{src}: ONNX shape inference failed: {(msg[-1] if msg else type(e).__name__)[:300]}") from None
-
-
-def _infer_and_complete(src, model, nodes, plain, order, init_names, const_values, opset, notes):
-    """Run shape inference; where shapes stay unknown, evaluate small static subgraphs and retry."""
-    inferred = _infer(src, model)
-    infos = _collect_infos(inferred)
-    static: set[str] = set()
-    all_outputs = [o for p in plain for o in p[3] if o]
-    for attempt in range(3):
-        if all(o in infos and infos[o].shape is not None for o in all_outputs):
-            break
-        values = dict(const_values)
-        new = {}
-        for i in order:
-            n = nodes[i]
-            if n.op_type in _RANDOM_OPS or n.op_type in _SUBGRAPH_OPS or n.domain not in ("", "ai.onnx"):
-                continue
-            if all(o in values for o in n.output if o):
-                continue
-            if n.op_type in _SHAPE_READERS:
-                t = infos.get(n.input[0])
-                if t is None or t.shape is None:
-                    continue
-                v = np.array(t.shape, dtype=np.int64)
-                if n.op_type == "Size":
-                    v = np.array(int(np.prod(t.shape)), dtype=np.int64)
-                else:
-                    start = next((a.i for a in n.attribute if a.name == "start"), 0)
-                    end = next((a.i for a in n.attribute if a.name == "end"), None)
-                    v = v[start:end]
-                values[n.output[0]] = v
-                new[n.output[0]] = v
-                continue
-            if n.op_type == "Constant":
-                for a in n.attribute:
-                    if a.name == "value":
-                        arr = _tensor_array(a.t)
-                        if arr is not None:
-                            values[n.output[0]] = arr
-                    elif a.name in ("value_int", "value_ints", "value_float", "value_floats"):
-                        values[n.output[0]] = np.array(helper.get_attribute_value(a),
-                                                       dtype=np.int64 if "int" in a.name else np.float32)
-                continue
-            ins = [x for x in n.input]
-            if not all((not x) or x in values for x in ins):
-                continue
-            vals = [values[x] if x else None for x in ins]
-            bound = _out_elems_bound(n, vals)
-            if bound is None or bound > _EVAL_LIMIT_ELEMS:
-                continue
-            res = _eval_node(n, vals, opset)
-            if res is None:
-                continue
-            for o, r in zip(n.output, res):
-                if o and r.size <= _EVAL_LIMIT_ELEMS:
-                    values[o] = r
-                    new[o] = r
-        # feed the newly known values to inference as initializers, then retry
-        added = [k for k in new if k not in init_names]
-        if not added:
-            break
-        m2 = onnx.ModelProto()
-        m2.CopyFrom(model)
-        existing = {t.name for t in m2.graph.initializer}
-        for k in added:
-            if k not in existing:
-                m2.graph.initializer.append(numpy_helper.from_array(np.asarray(new[k]), k))
-        static.update(added)
-        const_values = {**const_values, **new}
-        inferred = _infer(src, m2)
-        got = _collect_infos(inferred)
-        for k, v in got.items():
-            if k not in infos or infos[k].shape is None:
-                infos[k] = v
-        for k in added:  # the values' own shapes are known exactly
-            arr = np.asarray(new[k])
-            infos[k] = TensorInfo(k, tuple(arr.shape), str(arr.dtype) if arr.dtype != np.bool_ else "bool")
-        if attempt == 0:
-            notes.append(f"shape inference completed by evaluating {len(added)} static shape tensor(s)")
-    return infos, const_values, static
 
 
 # ----------------------------------------------------------------------------- writing

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
@@ -129,6 +130,9 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
                   f"DRAM {si(hwp.dram_bandwidth_bytes_per_s, 'B/s')}"
                   + (f", on-chip {si(hwp.onchip_bandwidth_bytes_per_s, 'B/s')} (contraction layers' activation "
                      "traffic, part of their compute time)" if hwp.onchip_bandwidth_bytes_per_s else ""))
+    warn = report.incomplete_warning(t)
+    if warn:
+        console.print(f"[bold red]{warn}[/bold red]", soft_wrap=True)
     console.print(f"[dim]{report.HEADER} Roofline: layers run one after another; see docs/roofline.md.[/dim]")
     for n in table.notes:
         console.print(f"[yellow]note:[/yellow] {n}")
@@ -329,6 +333,9 @@ def run(*, model: str, hw: str, batches: Optional[list[int]], input_shapes, reso
                                      input_shapes=input_shapes, resolution=resolution, seq_len=seq_len)
     if plot:
         globals()["plot"](plot, pred)
+    warn = report.incomplete_warning(table.totals)
+    if warn and fmt in ("json", "csv"):
+        sys.stderr.write(f"estimate: {warn}\n")  # stdout stays a clean document
     if fmt == "json":
         emit(json.dumps(prediction_document(table, pred, base, source=model), indent=1))
     elif fmt == "csv":

@@ -85,6 +85,21 @@ def shape_str(shape: Sequence[int] | None) -> str:
 # ----------------------------------------------------------------------------- documents
 
 
+def incomplete_warning(t) -> str | None:
+    """The words a new user reads first when totals leave layers out (None when none is)."""
+    if not t.uncosted_layers:
+        return None
+    parts = []
+    if t.uncosted_ops:
+        parts.append("shape unknown: " + ", ".join(f"{k} x{v}" for k, v in t.uncosted_ops.items()))
+    if t.unsupported_ops:
+        parts.append("no cost function: " + ", ".join(f"{k} x{v}" for k, v in t.unsupported_ops.items()))
+    short = (f"the MACs below are short by at least {si(t.macs_missing_at_least)} ({t.macs_missing_at_least:,})"
+             if t.macs_missing_at_least else "what they cost is not known, not zero")
+    return (f"WARNING: the totals are incomplete: {t.uncosted_layers} of {t.layers} layers are not counted "
+            f"({'; '.join(parts)}); {short}.")
+
+
 def layer_dict(l: LayerCost, precision: str | None) -> dict[str, Any]:
     return {
         "name": l.name, "op_type": l.op_type, "domain": l.domain, "kind": l.kind,
@@ -119,6 +134,7 @@ def analysis_document(table: CostTable, *, source: str = "") -> dict[str, Any]:
             "max_activation_tensor": t.max_activation_tensor,
             "peak_activation_bytes": t.peak_activation_bytes,
             "macs_by_op_type": dict(t.macs_by_op_type), "layers": t.layers,
+            "uncosted_layers": t.uncosted_layers, "macs_missing_at_least": t.macs_missing_at_least,
         },
         "unsupported_ops": dict(t.unsupported_ops),
         "uncosted_ops": dict(t.uncosted_ops),
@@ -158,7 +174,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
 def analysis_markdown(doc: Mapping[str, Any], with_layers: bool) -> str:
     t = doc["totals"]
     m = doc["model"]
-    lines = [f"# {m['name']}", "", f"_{HEADER}_", "",
+    warn = incomplete_warning(_TotalsView(doc))
+    lines = [f"# {m['name']}", "", *([f"**{warn}**", ""] if warn else []), f"_{HEADER}_", "",
              f"Inputs: {', '.join(i['name'] + ' ' + shape_str(i['shape']) for i in m['inputs'])}; "
              f"batch {m['batch']}; precision {m['precision']}", ""]
     rows = [("MACs", f"{t['macs']:,}"), ("non-MAC ops", f"{t['non_mac_ops']:,}"), ("params", f"{t['params']:,}"),
@@ -182,13 +199,18 @@ def render_analysis(console: Console, table: CostTable, *, with_layers: bool = F
     t = table.totals
     console.print(f"[bold]{table.model}[/bold]  batch {table.batch}, precision {table.precision or 'as stored'}; "
                   + ", ".join(f"{i.name} {shape_str(i.shape)} {i.dtype}" for i in table.inputs))
+    warn = incomplete_warning(t)
+    if warn:
+        console.print(f"[bold red]{warn}[/bold red]", soft_wrap=True)
     console.print(f"[dim]{HEADER}[/dim]")
     for n in table.notes:
         console.print(f"[yellow]note:[/yellow] {n}")
     tot = Table(show_header=False, box=None, pad_edge=False)
     tot.add_column(style="bold")
     tot.add_column()
-    tot.add_row("MACs", f"{si(t.macs)}  ({t.macs:,})")
+    tot.add_row("MACs", f"{si(t.macs)}  ({t.macs:,})" + (
+        f"  [red]+ at least {si(t.macs_missing_at_least)} in {t.uncosted_layers} uncounted layer(s)[/red]"
+        if t.macs_missing_at_least else f"  [red]+ {t.uncosted_layers} uncounted layer(s)[/red]" if t.uncosted_layers else ""))
     tot.add_row("non-MAC ops", si(t.non_mac_ops))
     tot.add_row("params", f"{si(t.params)}  ({t.params:,})")
     tot.add_row("weights", bytes_str(t.weight_bytes))
@@ -221,6 +243,18 @@ def _render_unsupported(console: Console, unsupported: Mapping[str, int], uncost
         console.print("Unsupported ops: none")
     if uncosted:
         console.print("[bold red]Uncosted ops (shape unknown):[/bold red] " + ", ".join(f"{k} x{v}" for k, v in uncosted.items()))
+
+
+class _TotalsView:
+    """The totals of an analysis document, read like analyze.Totals (for incomplete_warning)."""
+
+    def __init__(self, doc: Mapping[str, Any]):
+        t = doc["totals"]
+        self.uncosted_layers = t.get("uncosted_layers", 0)
+        self.layers = t.get("layers", 0)
+        self.macs_missing_at_least = t.get("macs_missing_at_least", 0)
+        self.uncosted_ops = doc.get("uncosted_ops", {})
+        self.unsupported_ops = doc.get("unsupported_ops", {})
 
 
 def layers_table(table: CostTable) -> Table:

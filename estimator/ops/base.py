@@ -152,6 +152,33 @@ FREE_OPS = frozenset({
 })
 
 
+# Contraction ops: the inputs whose element count bounds the op's MACs from below when the
+# other shapes are unknown (MatMul/Gemm: M*K*N >= M*K and >= K*N; Conv: N*out_pixels*|W| >= |W|;
+# ConvTranspose: N*in_pixels*|W| >= |W| and >= |X|; Einsum: the product of all index sizes is at
+# least the size of every operand).
+_MAC_OPERANDS: Mapping[tuple[str, str], tuple[int, ...] | None] = {
+    ("", "Conv"): (1,), ("", "ConvTranspose"): (0, 1), ("", "ConvInteger"): (1,), ("", "QLinearConv"): (3,),
+    ("", "DeformConv"): (1,), ("", "MatMul"): (0, 1), ("", "Gemm"): (0, 1), ("", "MatMulInteger"): (0, 1),
+    ("", "QLinearMatMul"): (0, 3), ("", "Einsum"): None,
+    ("com.microsoft", "FusedConv"): (1,), ("com.microsoft", "FusedMatMul"): (0, 1),
+    ("com.microsoft", "FusedGemm"): (0, 1), ("com.microsoft", "MatMulIntegerToFloat"): (0, 1),
+    ("com.microsoft", "QGemm"): (0, 3), ("com.microsoft", "NhwcConv"): (1,),
+    ("com.microsoft.nchwc", "Conv"): (1,),
+}
+
+
+def macs_at_least(ctx: OpContext) -> int:
+    """A lower bound of a contraction layer's MACs from whichever operand shapes are known
+    (0 for other ops or when none is known): what an uncosted layer leaves out at least."""
+    key = (_norm_domain(ctx.node.domain), ctx.node.op_type)
+    if key not in _MAC_OPERANDS:
+        return 0
+    idx = _MAC_OPERANDS[key]
+    if idx is None:
+        idx = tuple(range(len(ctx.inputs)))
+    return max((ctx.in_elems(i) or 0 for i in idx), default=0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Helpers shared by the cost functions (appended; pure functions of shapes and attributes).
 
