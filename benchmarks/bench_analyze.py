@@ -11,8 +11,16 @@ in-process, interleaved, medians of --repeat runs:
 - estimate: `estimator.api.analyze(path)` (parse, strip, overrides, inference, costing);
 - onnx-tool: `onnx_tool.model_profile(path)` (PyPI `onnx-tool`), when it is installed.
 
+Then, as whole processes (what a user waits for: interpreter start, imports, exit), the
+generated graph again, interleaved, medians of --process-repeat runs:
+
+- floor: `python -c` that imports onnx, loads the file and runs ONNX shape inference;
+- estimate: the installed `estimate FILE` command (the terminal summary) and
+  `estimate FILE --format json` (a document with all 10,000 layers).
+
 Prints ratios against the floor. Records the host load. Wall-clock figures are noisy on a
-shared machine: read the ratios, and rerun.
+shared machine: read the ratios, and rerun. Measure an installed copy (`pip install .`), not
+an editable one, whose import hook adds its own time.
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ import argparse
 import contextlib
 import io
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,6 +105,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--blocks", type=int, default=2500, help="blocks of 4 nodes in the generated graph")
+    ap.add_argument("--process-repeat", type=int, default=15, help="runs of each whole-process measurement")
+    ap.add_argument("--only-process", action="store_true", help="only the whole-process measurement")
     args = ap.parse_args()
     try:
         import onnx_tool  # noqa: F401
@@ -102,6 +114,15 @@ def main() -> int:
     except ImportError:
         have_tool = False
     d = tempfile.mkdtemp()
+    if args.only_process:
+        big = big_graph(args.blocks)
+        p_big = os.path.join(d, "big.onnx")
+        with open(p_big, "wb") as f:
+            f.write(big.SerializeToString())
+        print(f"load average before: {load_avg()}")
+        whole_process(p_big, f"(c) generated graph, {len(big.graph.node):,} nodes", args.process_repeat)
+        print(f"load average after: {load_avg()}")
+        return 0
     cases = []
     p_full = os.path.join(d, "resnet50.onnx")
     models.save("resnet50", p_full, weights=True)
@@ -151,8 +172,34 @@ def main() -> int:
         size = os.path.getsize(path) / 1e6
         tool = f"{med['tool']:9.3f}s {med['tool'] / med['floor']:6.2f}" if have_tool else f"{'-':>10} {'-':>6}"
         print(f"{name:42} {size:7.1f}MB {med['floor']:8.3f}s {med['estimate']:8.3f}s {med['estimate'] / med['floor']:6.2f} {tool}")
+    whole_process(p_big, f"(c) generated graph, {len(big.graph.node):,} nodes", args.process_repeat)
     print(f"load average after: {load_avg()}")
     return 0
+
+
+FLOOR_SCRIPT = ("import sys, onnx; m = onnx.load(sys.argv[1], load_external_data=False); "
+                "onnx.shape_inference.infer_shapes(m, data_prop=True)")
+
+
+def whole_process(path: str, label: str, repeat: int) -> None:
+    """Whole-process times, interleaved: the floor script vs the `estimate` command."""
+    exe = shutil.which("estimate") or os.path.join(os.path.dirname(sys.executable), "estimate")
+    cmds = {"floor (python: import onnx, load, infer)": [sys.executable, "-c", FLOOR_SCRIPT, path],
+            "estimate FILE": [exe, path],
+            "estimate FILE --format json": [exe, path, "--format", "json"]}
+    runs: dict[str, list[float]] = {k: [] for k in cmds}
+    for _ in range(repeat):
+        for k, cmd in cmds.items():
+            t0 = time.perf_counter()
+            r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            runs[k].append(time.perf_counter() - t0)
+            if r.returncode != 0:
+                raise SystemExit(f"{' '.join(cmd)} failed: {r.stderr.decode()[-300:]}")
+    floor_t = statistics.median(runs[next(iter(cmds))])
+    print(f"\nwhole process, {label}, medians of {repeat} interleaved runs ({exe}):")
+    for k, v in runs.items():
+        m = statistics.median(v)
+        print(f"  {k:44} {m:7.3f} s  ratio {m / floor_t:5.2f}  (min {min(v):.3f}, max {max(v):.3f})")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from . import api, report
+from .entry import finish, guarded
 from .errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -55,36 +56,10 @@ def analyze_cmd(
     plot: Optional[str] = typer.Option(None, "--plot", help="With --hw: write a roofline + throughput plot (FILE.png or .svg; needs `pip install 'estimate[plot]'`)."),
 ) -> None:
     """Analyze MODEL: per-layer MACs, params, activations; with --hw, predicted latency and throughput."""
-    if precision is not None and precision not in api.PRECISIONS:
-        raise UserError(f"--precision: unknown '{precision}' (known: {', '.join(api.PRECISIONS)})")
-    batches = api.parse_batches(batch)
-    shapes = api.parse_inputs(input_)
-    res = api.parse_resolution(resolution)
-    if hw is None:
-        if winograd is not None or plot is not None:
-            raise UserError("--winograd and --plot need a hardware profile: add --hw PROFILE (see `estimate profiles`)")
-        if batches is not None and len(batches) > 1:
-            raise UserError("--batch: a list of batch sizes needs --hw (a prediction per batch); without --hw give one size")
-        table = api.analyze(model, batch=batches[0] if batches else None, input_shapes=shapes,
-                            resolution=res, seq_len=seq_len, precision=precision)
-        doc = report.analysis_document(table, source=model)
-        warn = report.incomplete_warning(table.totals)
-        if warn and fmt in (Format.json, Format.csv):
-            sys.stderr.write(f"estimate: {warn}\n")  # stdout stays a clean document
-        if fmt == Format.json:
-            _emit(json.dumps(doc, indent=1))
-        elif fmt == Format.csv:
-            _emit(report.layers_csv(doc))
-        elif fmt == Format.markdown:
-            _emit(report.analysis_markdown(doc, with_layers=layers))
-        else:
-            report.render_analysis(_console(), table, with_layers=layers)
-        return
-    from . import predict_cli
+    from . import analyze_cli
 
-    predict_cli.run(model=model, hw=hw, batches=batches, input_shapes=shapes, resolution=res, seq_len=seq_len,
-                    precision=precision, winograd=winograd, layers=layers, fmt=fmt.value, plot=plot,
-                    emit=_emit, console=_console())
+    analyze_cli.run(model=model, hw=hw, batch=batch, input_=input_, resolution=resolution, seq_len=seq_len,
+                    precision=precision, winograd=winograd, layers=layers, fmt=fmt.value, plot=plot)
 
 
 @app.command("models")
@@ -206,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import __version__
 
         typer.echo(f"estimate {__version__}")
-        return _finish(0, argv)
-    try:
+        return finish(0, argv)
+
+    def run() -> int:
+        nonlocal args
         if args and args[0] not in known and not args[0].startswith("-"):
             near = difflib.get_close_matches(args[0], sorted(known), n=1, cutoff=0.75)
             if near and not os.path.exists(args[0]) and not api.is_builtin(args[0]):
@@ -216,31 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         cmd = typer.main.get_command(app)
         try:
             rv = cmd.main(args=args, prog_name="estimate", standalone_mode=False)
-            code = rv if isinstance(rv, int) else 0
+            return rv if isinstance(rv, int) else 0
         except SystemExit as e:  # click exits 1 when stdout's reader has gone (`| head`)
             code = e.code if isinstance(e.code, int) else 0
             if isinstance(e.__context__, BrokenPipeError):
                 code = 0  # click already pointed stdout at /dev/null
-    except UserError as e:
-        sys.stderr.write(f"estimate: error: {e}\n")
-        code = 2
-    except KeyboardInterrupt:
-        sys.stderr.write("estimate: interrupted\n")
-        code = 130
-    except BrokenPipeError:
-        code = 0
-    except MemoryError:
-        sys.stderr.write("estimate: error: out of memory (is an input dim absurd?)\n")
-        code = 2
-    except Exception as e:
-        code = _click_exception(e, args)
-        if code is None:  # a bug: one line, the traceback only on request
-            if os.environ.get("ESTIMATE_TRACEBACK"):
-                raise
-            sys.stderr.write(f"estimate: internal error: {type(e).__name__}: {e} "
-                             "(set ESTIMATE_TRACEBACK=1 for the traceback; please report)\n")
-            code = 1
-    return _finish(code, argv)
+            return code
+
+    return finish(guarded(run, lambda e: _click_exception(e, args)), argv)
 
 
 def _click_exception(e: Exception, args: list[str]) -> int | None:
@@ -258,17 +218,6 @@ def _click_exception(e: Exception, args: list[str]) -> int | None:
         sys.stderr.write(f"estimate: error: {msg} (see 'estimate {sub + ' ' if sub else ''}--help')\n")
         return 2
     return None
-
-
-def _finish(code: int, argv: list[str] | None) -> int:
-    if argv is None:
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:  # `estimate ... | head`: the reader left; not an error
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            code = 0 if code in (0, 1) else code
-        sys.exit(code)
-    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

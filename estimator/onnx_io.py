@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from itertools import chain
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -30,8 +31,8 @@ from onnx import helper, numpy_helper
 
 from .errors import UserError
 from .graph import Graph, Node, TensorInfo, elems_of
-from .onnx_shapes import (RANDOM_OPS, SHAPE_READERS, SUBGRAPH_OPS, complete, dtype_name,  # noqa: F401
-                          tensor_array)
+from .onnx_shapes import (_DTYPE_CACHE, RANDOM_OPS, SHAPE_READERS, SUBGRAPH_OPS, complete,  # noqa: F401
+                          dtype_name, tensor_array)
 from .ops.base import CONTROL_INPUTS
 
 # Integer constants up to this many elements keep their values (shape arithmetic needs them).
@@ -93,6 +94,57 @@ def _check_external_location(path: str, base_dir: str, tensor: str, location: st
     if os.path.commonpath([full, root]) != root:
         raise UserError(f"{path}: initializer '{tensor}': external data location '{location}' points outside the model's folder; refusing to read it")
     return full
+
+
+def _check_text(src: str, model: onnx.ModelProto, *texts: Iterable[str]) -> None:
+    """Every name the loader uses is text: protobuf hands a string field that is not valid
+    UTF-8 over as raw bytes, which would crash path joins and reports much later. The names
+    already read (`texts`: iterables of them) are checked by C-level joins; only when one
+    fails is the model scanned for the culprit, to name it."""
+    g = model.graph
+    try:
+        for t in texts:
+            "".join(t)
+        return
+    except TypeError:
+        pass
+
+    def fields():
+        yield "the graph name", g.name
+        for o in model.opset_import:
+            yield "an opset domain", o.domain
+        for i, n in enumerate(g.node):
+            where = f"node #{i}" + (f" '{n.name}'" if isinstance(n.name, str) and n.name else "")
+            yield f"{where}: its name", n.name
+            yield f"{where}: its op type", n.op_type
+            yield f"{where}: its domain", n.domain
+            for x in n.input:
+                yield f"{where}: an input name", x
+            for x in n.output:
+                yield f"{where}: an output name", x
+            for a in n.attribute:
+                yield f"{where}: an attribute name", a.name
+        for vis, what in ((g.input, "graph input"), (g.output, "graph output"), (g.value_info, "value_info entry")):
+            for vi in vis:
+                yield f"a {what} name", vi.name
+        for t in g.initializer:
+            where = "initializer" + (f" '{t.name}'" if isinstance(t.name, str) else "")
+            yield f"an {where}: its name", t.name
+            for e in t.external_data:
+                yield f"{where}: an external data key", e.key
+                yield f"{where}: external data {'location' if e.key == 'location' else 'entry'}", e.value
+
+    try:
+        "".join(v for _, v in fields())
+        return
+    except TypeError:
+        pass
+    for where, v in fields():
+        if not isinstance(v, str):
+            raise UserError(f"{src}: {where} is not valid UTF-8 text (raw bytes {bytes(v)[:40]!r}); "
+                            "the file is corrupt or was not written by an ONNX exporter")
+    raise UserError(f"{src}: a name in the file is not valid UTF-8 text; the file is corrupt or was not written by an "
+                    "ONNX exporter")
 
 
 # ----------------------------------------------------------------------------- structure
@@ -328,24 +380,33 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     if batch is not None and batch <= 0:
         raise UserError(f"{src}: --batch must be >= 1, got {batch}")
     g = model.graph
+    _check_text(src, model, [g.name], [o.domain for o in model.opset_import], [vi.name for vi in g.input],
+                [vi.name for vi in g.output], [vi.name for vi in g.value_info])
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
 
     # 1-2. Initializers: note external data, keep small integer values, strip the rest.
-    init_names = set()
     init_info: dict[str, TensorInfo] = {}
     const_values: dict[str, np.ndarray] = {}
     weights_present = True
     missing_files: set[str] = set()
     missing_small: dict[str, str] = {}  # small integer initializers whose external file is absent
     checked_locations: dict[str, str | None] = {}  # location -> resolved path (None: absent)
+    EXTERNAL = onnx.TensorProto.EXTERNAL
+    _DTYPES = _DTYPE_CACHE
     for t in g.initializer:
-        init_names.add(t.name)
-        init_info[t.name] = TensorInfo(t.name, tuple(int(d) for d in t.dims), dtype_name(t.data_type))
-        n = elems_of(tuple(t.dims)) or 0
-        small_int = t.data_type in _INT_TYPES and n <= _SMALL_CONST_ELEMS
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            loc = next((e.value for e in t.external_data if e.key == "location"), "")
+        tn = t.name
+        dt = t.data_type
+        info = init_info[tn] = TensorInfo(tn, tuple(t.dims), _DTYPES.get(dt) or dtype_name(dt))
+        n = info[3]
+        small_int = dt in _INT_TYPES and n <= _SMALL_CONST_ELEMS
+        if t.data_location == EXTERNAL:
+            ed = t.external_data
+            e0 = ed[0] if len(ed) else None
+            loc = e0.value if e0 is not None and e0.key == "location" else next(
+                (e.value for e in ed if e.key == "location"), "")
+            if loc.__class__ is not str:
+                _check_text(src, model, [loc])
             if not path:
                 full = None
             elif loc in checked_locations:
@@ -375,6 +436,7 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
         for fld in ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
                     "uint64_data", "string_data"):
             t.ClearField(fld)
+    init_names = set(init_info)
     if missing_files and path:
         notes.append(f"weights absent (external data not found: {', '.join(sorted(missing_files))}); counting from shapes only")
     if not path and any(not t.HasField("raw_data") for t in g.initializer if t.name not in const_values):
@@ -386,6 +448,8 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     names = _node_names(nodes)
     # one pass over the protobuf: (op_type, domain, inputs, outputs) reused by every later pass
     plain = [(n.op_type, n.domain, tuple(n.input), tuple(n.output)) for n in nodes]
+    _check_text(src, model, init_names, names, [p[0] for p in plain], [p[1] for p in plain],
+                chain.from_iterable([p[2] for p in plain]), chain.from_iterable([p[3] for p in plain]))
     available = init_names | {vi.name for vi in g.input}
     order = _topo_order(src, plain, names, available)
 
@@ -435,6 +499,9 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     const_nodes: set[str] = set()
     for i in order:
         op, dom, n_in, n_out = plain[i]
+        x0 = n_in[0] if n_in else ""
+        if x0 and x0 not in constants and x0 not in static and op not in SHAPE_READERS:
+            continue  # the common case, decided early: a layer reading an activation
         if op in RANDOM_OPS or op in SUBGRAPH_OPS:
             continue
         ins = [x for x in n_in if x]
@@ -474,6 +541,7 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
              {a.name: _attr_value(a) for a in nodes[i].attribute}
              if len(nodes[i].attribute) and names[i] not in const_nodes else {})
         for i in order)
+    _check_text(src, model, chain.from_iterable([n.attrs for n in out_nodes if n.attrs]))
     return Graph(
         name=name or g.name or os.path.splitext(os.path.basename(path))[0] or "model",
         path=path, nodes=out_nodes, tensors=infos,

@@ -93,16 +93,25 @@ def collect_infos(model: onnx.ModelProto) -> tuple[dict[str, TensorInfo], dict[s
     infos: dict[str, TensorInfo] = {}
     etypes: dict[str, int] = {}
     g = model.graph
+    names = _DTYPE_CACHE
     for vis in (g.value_info, g.output, g.input):
         for vi in vis:
-            if not vi.type.HasField("tensor_type"):
+            ty = vi.type
+            if not ty.HasField("tensor_type"):
                 continue
-            tt = vi.type.tensor_type
-            shape = _shape_of(tt)
-            prev = infos.get(vi.name)
-            if prev is None or (prev.shape is None and shape is not None):
-                infos[vi.name] = TensorInfo(vi.name, shape, dtype_name(tt.elem_type))
-                etypes[vi.name] = tt.elem_type
+            tt = ty.tensor_type
+            dl = tt.shape.dim
+            dims = tuple([d.dim_value for d in dl])
+            # no shape, or a 0 that is an unset/symbolic dim rather than a real zero-size one
+            if (not dims and not tt.HasField("shape")) or (0 in dims and not all(
+                    d.WhichOneof("value") == "dim_value" for d in dl)):
+                dims = None
+            name = vi.name
+            prev = infos.get(name)
+            if prev is None or (prev[1] is None and dims is not None):
+                et = tt.elem_type
+                infos[name] = TensorInfo(name, dims, names.get(et) or dtype_name(et))
+                etypes[name] = et
     return infos, etypes
 
 

@@ -13,7 +13,6 @@ import sys
 from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
-import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -411,7 +410,9 @@ def _compare_pretty(r: dict[str, Any]) -> list[str]:
             str(r["batch_for_90pct"]), si(r["dram_bandwidth_needed_bytes_per_s"], "B/s"), f"{r['winograd_gain_b1']:.2f}x ({r['winograd_gain_mode']})"]
 
 
-def register(app: typer.Typer) -> None:
+def register(app: "typer.Typer") -> None:
+    import typer
+
     @app.command("compare")
     def compare_cmd(
         models: List[str] = typer.Argument(..., help="Models to compare: paths or built-in names; NAME@HxW sets a resolution (yolov3@1088x1920)."),

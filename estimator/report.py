@@ -1,19 +1,21 @@
 """Turning results into documents (JSON/CSV/markdown) and terminal tables. Pure: returns
-strings and dicts, or renders onto a rich Console given by the caller."""
+strings and dicts, or renders onto a rich Console given by the caller. rich and tabulate are
+imported where they are used: a JSON document needs neither."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from rich.console import Console
-from rich.table import Table
-from tabulate import tabulate
 
 from . import __version__
 from .analyze import CostTable, LayerCost
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 SCHEMA_VERSION = 1
 
@@ -38,6 +40,8 @@ def console() -> Console:
     """The console every command prints on: the terminal's width, or a wide fixed width in a
     pipe so that tables are not cut to 80 columns."""
     import sys
+
+    from rich.console import Console
 
     return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
 
@@ -168,6 +172,8 @@ def layers_csv(doc: Mapping[str, Any], extra: Sequence[str] = ()) -> str:
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    from tabulate import tabulate
+
     return tabulate([[_cell(r.get(c)) for c in columns] for r in rows], headers=list(columns), tablefmt="github")
 
 
@@ -182,6 +188,8 @@ def analysis_markdown(doc: Mapping[str, Any], with_layers: bool) -> str:
             ("weight bytes", f"{t['weight_bytes']:,.0f}"),
             ("largest activation", f"{t['max_activation_elems']:,} elems, {t['max_activation_bytes']:,.0f} B ({t['max_activation_tensor']})"),
             ("peak live activations", f"{t['peak_activation_bytes']:,.0f} B")]
+    from tabulate import tabulate
+
     lines.append(tabulate(rows, headers=["total", "value"], tablefmt="github"))
     lines += ["", "Unsupported ops: " + (", ".join(f"{k} x{v}" for k, v in doc["unsupported_ops"].items()) or "none")]
     if doc.get("uncosted_ops"):
@@ -205,6 +213,8 @@ def render_analysis(console: Console, table: CostTable, *, with_layers: bool = F
     console.print(f"[dim]{HEADER}[/dim]")
     for n in table.notes:
         console.print(f"[yellow]note:[/yellow] {n}")
+    from rich.table import Table
+
     tot = Table(show_header=False, box=None, pad_edge=False)
     tot.add_column(style="bold")
     tot.add_column()
@@ -258,6 +268,8 @@ class _TotalsView:
 
 
 def layers_table(table: CostTable) -> Table:
+    from rich.table import Table
+
     tb = Table(title="Layers", title_justify="left")
     for c in ("#", "layer", "op", "MACs", "non-MAC", "params", "weights", "in", "out", "output", "wino"):
         tb.add_column(c, justify="left" if c in ("layer", "op", "output") else "right")

@@ -31,8 +31,8 @@ def conv_model(batch="N", c=3, hw=8, k=4, weights=True, ir_version=8):
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:
-    """Run estimator.cli.main in-process: (exit code, stdout, stderr)."""
-    from estimator.cli import main
+    """Run the `estimate` entry point in-process: (exit code, stdout, stderr)."""
+    from estimator.entry import main
 
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):

@@ -9,7 +9,7 @@ import os
 import estimator
 
 PKG = os.path.dirname(estimator.__file__)
-EDGE = {"cli.py", "predict_cli.py", "calibrate_cli.py", "report.py"}  # command-line edge: may print
+EDGE = {"cli.py", "entry.py", "analyze_cli.py", "predict_cli.py", "calibrate_cli.py", "report.py"}  # command-line edge: may print
 
 
 def _modules(top):

@@ -34,9 +34,10 @@ KINDS = ("contraction", "elementwise", "norm", "pool", "reduce", "data", "view",
 LAYER_CLASSES = ("conv3x3", "conv1x1", "conv_other", "depthwise", "gemm", "elementwise", "other")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OpContext:
-    """What a cost function may read about one node (at the analyzed batch size)."""
+    """What a cost function may read about one node (at the analyzed batch size). Read-only by
+    convention (not frozen: built once per layer, and frozen dataclasses are slow to build)."""
 
     node: Node
     inputs: tuple[TensorInfo | None, ...]   # one per node input; None if omitted or unknown
@@ -66,7 +67,7 @@ class OpContext:
         return i < len(self.node.inputs) and self.node.inputs[i] != ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OpCost:
     """The hardware-independent cost of one node at the analyzed batch size.
 

@@ -13,7 +13,7 @@ from .base import OpContext, OpCost, attr_str, conv_output_spatial, need, prod, 
 from .elementwise import per_element_ops
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ConvGeometry:
     """Integer facts of one convolution: batch, channels, kernel, output elements."""
 
