@@ -25,7 +25,7 @@ import numpy as np
 
 from . import ops as _ops  # noqa: F401  (registers every cost function)
 from .graph import DTYPE_BYTES, FLOAT_DTYPES, PRECISION_BYTES, Graph, TensorInfo
-from .ops.base import CONTROL_INPUTS, FREE_OPS, OpContext, OpCost, ShapeUnknown, lookup, macs_at_least
+from .ops.base import CONTROL_INPUTS, FREE_OPS, OpContext, OpCost, ShapeUnknown, macs_at_least, registered
 
 # Dtypes through which a constant's stored dtype is traced back (weights stored int8 and
 # dequantized, or stored fp16 and cast up, are stored at the narrow type).
@@ -101,6 +101,15 @@ class LayerCost:
         return self.output_bytes - self.output_float_bytes + self.output_float_elems * PRECISION_BYTES[precision]
 
 
+# The fields of LayerCost in order (analyze builds them positionally).
+LAYER_FIELDS = ("name", "op_type", "domain", "kind", "layer_class", "macs", "non_mac_ops", "params",
+                "weight_bytes", "weight_float_elems", "weight_other_bytes", "input_elems", "input_bytes",
+                "input_float_elems", "output_elems", "output_bytes", "output_float_elems", "output_shape",
+                "winograd_candidate", "status", "note", "map_k", "map_n", "input_float_bytes",
+                "output_float_bytes", "shared_weight_float_elems", "shared_weight_other_bytes",
+                "kernel_elems", "kernel_float", "inputs", "outputs")
+
+
 @dataclass(frozen=True)
 class Totals:
     macs: int
@@ -147,13 +156,6 @@ class CostTable:
         return np.array([getattr(l, attr) for l in self.layers], dtype=np.float64)
 
 
-def _tensor_bytes(t: TensorInfo | None, precision: str | None) -> float:
-    if t is None:
-        return 0.0
-    b = t.bytes_at(precision)
-    return float(b or 0.0)
-
-
 def _stored_dtype(graph: Graph, name: str, producers: Mapping[str, object]) -> tuple[str, bool]:
     """The dtype a constant is stored at, traced back through Cast/DequantizeLinear/reshapes,
     and whether it is computed by the graph (its origin is the output of an op other than
@@ -196,20 +198,20 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
 
     `batch` is the batch size the graph's shapes were set to (recorded, not applied).
     """
-    producers = {o: n for n in graph.nodes for o in n.outputs if o}
+    # constants are produced by folded nodes only (or are initializers): trace their origin there
+    const_nodes = graph.const_nodes
+    producers = {o: n for n in graph.nodes if n.name in const_nodes for o in n.outputs if o}
     layers: list[LayerCost] = []
     weight_owner: set[str] = set()
     macs_by_type: Counter[str] = Counter()
     unsupported: Counter[str] = Counter()
     uncosted: Counter[str] = Counter()
     incomplete = missing_macs = 0
-    # outputs that matter: read by a node or a graph output (an unused Dropout mask does not)
-    needed = {x for n in graph.nodes for x in n.inputs if x}
-    needed.update(graph.outputs)
+    needed: set[str] | None = None  # built when first asked: outputs read by a node or graph outputs
     tensors = graph.tensors
     is_const = graph.constants
 
-    const_nodes = graph.const_nodes
+    registry = registered()
     no_control: frozenset[int] = frozenset()
     get = tensors.get
     for node in graph.nodes:
@@ -218,9 +220,10 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
         default_domain = node.domain in ("", "ai.onnx")
         qtype = node.op_type if default_domain else node.qualified_type
         control = CONTROL_INPUTS.get(node.op_type, no_control) if default_domain else no_control
-        in_infos = tuple([get(x) if x else None for x in node.inputs])
-        out_infos = tuple([get(x) if x else None for x in node.outputs])
-        const_flags = tuple([bool(x) and x in is_const for x in node.inputs])
+        # (no tensor is named "": an omitted optional input maps to None / False)
+        in_infos = tuple(map(get, node.inputs))
+        out_infos = tuple(map(get, node.outputs))
+        const_flags = tuple(map(is_const.__contains__, node.inputs))
 
         # one pass over the inputs: parameters (constant, non-control, owned by their first
         # consumer) and activations read
@@ -267,6 +270,9 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
                 continue
             act_out.append(x)
             if t is None or t[3] is None:
+                if needed is None:  # outputs that matter (an unused Dropout mask does not)
+                    needed = {y for n in graph.nodes for y in n.inputs if y}
+                    needed.update(graph.outputs)
                 if x in needed:
                     missing.append(x)
                 continue
@@ -283,7 +289,7 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
         if default_domain and node.op_type in FREE_OPS:
             cost = OpCost(kind="view", layer_class="other")
         else:
-            fn = lookup(node.op_type, node.domain)
+            fn = registry.get((node.domain if not default_domain else "", node.op_type))
             if fn is None:
                 cost = OpCost(kind="unknown", layer_class="other")
                 status, note = "unsupported", f"no cost function for {qtype}"
@@ -315,29 +321,30 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
             kt = in_infos[wi] if wi < len(in_infos) else None
             if kt is not None and kt.elems:
                 kel, kfl = int(kt.elems), kt.dtype in FLOAT_DTYPES
+        # positional, in the order of LAYER_FIELDS (a keyword call of 31 fields is ~2x slower;
+        # tests/test_ops.py checks the order against the dataclass)
         layers.append(LayerCost(
-            name=node.name, op_type=node.op_type, domain=node.domain, kind=cost.kind,
-            layer_class=cost.layer_class, macs=int(cost.macs), non_mac_ops=int(cost.non_mac_ops),
-            params=params, weight_bytes=wbytes, weight_float_elems=wfloat, weight_other_bytes=wother,
-            input_elems=in_elems, input_bytes=in_bytes, input_float_elems=in_float,
-            output_elems=out_elems, output_bytes=float(out_bytes), output_float_elems=out_float,
-            output_shape=out_shape, winograd_candidate=bool(cost.winograd_candidate),
-            status=status, note=note, map_k=mk, map_n=mn,
-            input_float_bytes=in_fbytes, output_float_bytes=float(out_fbytes),
-            shared_weight_float_elems=sh_float, shared_weight_other_bytes=sh_other,
-            kernel_elems=kel, kernel_float=kfl,
-            inputs=tuple(act_in), outputs=tuple(act_out)))
+            node.name, node.op_type, node.domain, cost.kind, cost.layer_class, int(cost.macs),
+            int(cost.non_mac_ops), params, wbytes, wfloat, wother, in_elems, in_bytes, in_float,
+            out_elems, float(out_bytes), out_float, out_shape, bool(cost.winograd_candidate), status, note,
+            mk, mn, in_fbytes, float(out_fbytes), sh_float, sh_other, kel, kfl, tuple(act_in), tuple(act_out)))
 
     # activation tensors: graph inputs and every layer output
     act_names: list[str] = list(graph.inputs)
     for l in layers:
         act_names.extend(l.outputs)
-    tensor_bytes = {x: _tensor_bytes(tensors.get(x), precision) for x in act_names}
     max_name, max_elems = "", 0
+    tensor_bytes: dict[str, float] = {}
+    pb = PRECISION_BYTES[precision] if precision is not None else None
     for x in act_names:
-        t = tensors.get(x)
-        if t is not None and t.elems is not None and t.elems > max_elems:
-            max_name, max_elems = x, t.elems
+        t = get(x)
+        if t is None or t[3] is None:
+            tensor_bytes[x] = 0.0
+            continue
+        e = t[3]
+        tensor_bytes[x] = float(e * (pb if pb is not None and t[2] in FLOAT_DTYPES else DTYPE_BYTES.get(t[2], 4)))
+        if e > max_elems:
+            max_name, max_elems = x, e
     max_bytes = tensor_bytes.get(max_name, 0.0)
     peak = _peak_live_bytes(graph, layers, tensor_bytes)
 

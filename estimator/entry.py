@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         analyze_cli.run(**kw)
         return 0
 
-    return finish(guarded(run), argv)
+    return finish(guarded(run), argv, fast_exit=True)
 
 
 def guarded(fn: Callable[[], int], other: Callable[[Exception], int | None] | None = None) -> int:
@@ -152,14 +152,23 @@ def guarded(fn: Callable[[], int], other: Callable[[Exception], int | None] | No
         return code
 
 
-def finish(code: int, argv: list[str] | None) -> int:
+def finish(code: int, argv: list[str] | None, fast_exit: bool = False) -> int:
     """Flush stdout (a reader that left, `| head`, is not an error) and exit when run as the
-    command; return the code when called with explicit arguments (tests)."""
+    command; return the code when called with explicit arguments (tests).
+
+    `fast_exit` (the analysis path, which writes nothing but stdout/stderr and a --plot file
+    it has closed): leave with os._exit once both streams are flushed, skipping the
+    interpreter's teardown of a large graph's objects (~30 ms for 10,000 nodes)."""
     if argv is None:
         try:
             sys.stdout.flush()
         except BrokenPipeError:  # `estimate ... | head`: the reader left; not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             code = 0 if code in (0, 1) else code
+        if fast_exit:
+            try:
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
         sys.exit(code)
     return code

@@ -387,6 +387,7 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
 
     # 1-2. Initializers: note external data, keep small integer values, strip the rest.
     init_info: dict[str, TensorInfo] = {}
+    init_types: dict[str, int] = {}
     const_values: dict[str, np.ndarray] = {}
     weights_present = True
     missing_files: set[str] = set()
@@ -398,6 +399,7 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
         tn = t.name
         dt = t.data_type
         info = init_info[tn] = TensorInfo(tn, tuple(t.dims), _DTYPES.get(dt) or dtype_name(dt))
+        init_types[tn] = dt
         n = info[3]
         small_int = dt in _INT_TYPES and n <= _SMALL_CONST_ELEMS
         if t.data_location == EXTERNAL:
@@ -424,10 +426,10 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
                 arr = _read_external_small(full, t, _external_info(t))
                 if arr is not None:
                     const_values[t.name] = arr
-            # the external reference itself is harmless for shape inference: drop it
-            t.ClearField("external_data")
-            t.data_location = onnx.TensorProto.DEFAULT
-            continue
+            if small_int:  # a shape vector inference may read: its value, if any, is supplied
+                t.ClearField("external_data")
+                t.data_location = onnx.TensorProto.DEFAULT
+            continue  # other external references are harmless for shape inference: kept
         if small_int or n <= 16:
             arr = tensor_array(t)
             if arr is not None:
@@ -471,11 +473,11 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     # 5. Shape inference, completed by evaluating constant/shape subgraphs.
     if model.ir_version < 3:
         model.ir_version = 3
-    init_types = {t.name: t.data_type for t in g.initializer}
     infos, const_values, static, used_decl = complete(src, model, nodes, plain, order, init_info, init_types,
                                                       const_values, declared, opset, notes)
     for k, v in init_info.items():
         infos.setdefault(k, v)
+    infos.pop("", None)  # "" is an omitted optional input, never a tensor
     # graph outputs no node produces (an input or initializer passed through) keep a declaration
     late = [k for k, shp in declared.items() if (k not in infos or infos[k].shape is None) and shp is not None]
     for k in late:
@@ -496,6 +498,7 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
 
     # 6. Constants: from initializers alone -> model constants; from static shapes -> folded.
     constants = set(init_names)
+    constants.discard("")
     const_nodes: set[str] = set()
     for i in order:
         op, dom, n_in, n_out = plain[i]
@@ -536,11 +539,14 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
         notes.append(f"{len(unread)} initializer(s) ({n_el:,} elements) are not read by any top-level node and are not "
                      f"counted as params{where}")
 
-    out_nodes = tuple(
-        Node(names[i], plain[i][0], plain[i][1] if plain[i][1] != "ai.onnx" else "", plain[i][2], plain[i][3],
-             {a.name: _attr_value(a) for a in nodes[i].attribute}
-             if len(nodes[i].attribute) and names[i] not in const_nodes else {})
-        for i in order)
+    out_list = []
+    for i in order:
+        op, dom, n_in, n_out = plain[i]
+        nm = names[i]
+        attrs = nodes[i].attribute
+        out_list.append(Node(nm, op, dom if dom != "ai.onnx" else "", n_in, n_out,
+                             {a.name: _attr_value(a) for a in attrs} if len(attrs) and nm not in const_nodes else {}))
+    out_nodes = tuple(out_list)
     _check_text(src, model, chain.from_iterable([n.attrs for n in out_nodes if n.attrs]))
     return Graph(
         name=name or g.name or os.path.splitext(os.path.basename(path))[0] or "model",

@@ -831,3 +831,11 @@ def test_malformed_node_becomes_shape_unknown_not_a_crash():
         cost("MatMul", [(), (3, 4)])
     with pytest.raises(ShapeUnknown):
         cost("Attention", [(2, 8), (64, 192)], [UNKNOWN], {"num_heads": 4}, MS)
+
+
+def test_layer_cost_fields_in_the_order_analyze_builds_them():
+    import dataclasses
+
+    from estimator.analyze import LAYER_FIELDS, LayerCost
+
+    assert tuple(f.name for f in dataclasses.fields(LayerCost)) == LAYER_FIELDS
