@@ -58,7 +58,15 @@ def analyze(spec: str, *, batch: int | None = None, input_shapes: Mapping[str, t
         raise UserError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     with _no_gc():
         graph = load(spec, batch=batch, input_shapes=input_shapes, resolution=resolution, seq_len=seq_len)
-        return _analyze_graph(graph, precision=precision, batch=batch or 1)
+        return _analyze_graph(graph, precision=precision, batch=batch or _common_batch(graph))
+
+
+def _common_batch(graph: Graph) -> int:
+    """The batch the inputs were set to when no --batch was given (--input, or a model exported
+    at a fixed batch): their common leading dim, else 1."""
+    lead = {graph.tensors[x].shape[0] for x in graph.inputs
+            if x in graph.tensors and graph.tensors[x].shape}
+    return lead.pop() if len(lead) == 1 else 1
 
 
 @contextmanager

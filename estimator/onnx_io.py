@@ -30,7 +30,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .errors import UserError
-from .graph import Graph, Node, TensorInfo, elems_of
+from .graph import FLOAT_DTYPES, Graph, Node, TensorInfo, elems_of
 from .onnx_shapes import (_DTYPE_CACHE, RANDOM_OPS, SHAPE_READERS, SUBGRAPH_OPS, complete,  # noqa: F401
                           dtype_name, tensor_array)
 from .ops.base import CONTROL_INPUTS
@@ -518,10 +518,15 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
         # data inputs: all but the control inputs (shape vectors, axes...) of the op
         ctrl = CONTROL_INPUTS.get(op, frozenset()) if dom in ("", "ai.onnx") else frozenset()
         data = [x for k, x in enumerate(n_in) if x and k not in ctrl]
-        # fold a non-weight-deriving op only when everything it touches is small (shape
-        # arithmetic): a Gather from a big constant table stays a layer that owns the table
-        small = all(_is_small(infos.get(x)) for x in outs + ins)
-        if all(x in constants for x in data) and (op in _WEIGHT_DERIVING or small):
+        # fold a non-weight-deriving op only when everything it touches is small shape
+        # arithmetic: a Gather from a constant table (a float weight of more than one element)
+        # stays a layer that owns the table, whatever its size
+        small = all(_is_small(infos.get(x)) for x in outs + ins) and not any(
+            _is_float_weight(infos.get(x)) for x in data if x in constants)
+        # a node without data inputs (ConstantOfShape) makes a weight only from model
+        # constants: from a shape computed from the inputs' shapes it makes a buffer (a mask)
+        from_constants = all(x in constants for x in data) and (bool(data) or all(x in constants for x in ins))
+        if from_constants and (op in _WEIGHT_DERIVING or small):
             const_nodes.add(names[i])
             constants.update(outs)  # a weight, possibly reshaped by a statically computed shape
         elif small or op in _WEIGHT_DERIVING:
@@ -565,6 +570,11 @@ def _check_missing_values(src, nodes, names, infos, missing_small) -> None:
             x = needed[0]
             raise UserError(f"{src}: node '{nm}' ({op}) needs the values of initializer '{x}', whose external "
                             f"data file '{missing_small[x]}' is absent; put it next to the model")
+
+
+def _is_float_weight(t: TensorInfo | None) -> bool:
+    """A floating-point tensor of more than one element (a weight, not a scalar constant)."""
+    return t is not None and t.dtype in FLOAT_DTYPES and (t.elems is None or t.elems > 1)
 
 
 def _is_small(t: TensorInfo | None) -> bool:

@@ -228,3 +228,61 @@ def test_reader_leaving_the_pipe_is_not_an_error():
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 0, err
     assert "Traceback" not in err and "error" not in err
+
+
+def test_fast_entry_knows_every_command_and_analysis_option():
+    """estimator/entry.py parses `estimate MODEL ...` without typer: its command list and its
+    analysis options must be the typer application's."""
+    import typer
+
+    from estimator import entry
+
+    cmd = typer.main.get_command(app)
+    assert set(cmd.commands) == set(entry.COMMANDS)
+    analyze = cmd.commands["analyze"]
+    typer_opts = {o for p in analyze.params for o in p.opts if o.startswith("-")}
+    typer_dest = {o: p.name for p in analyze.params for o in p.opts}
+    assert typer_opts == set(entry.ANALYZE_OPTIONS)
+    for flag, (dest, kind) in entry.ANALYZE_OPTIONS.items():
+        assert typer_dest[flag] == dest, flag
+        param = next(p for p in analyze.params if flag in p.opts)
+        assert (kind == "flag") == bool(getattr(param, "is_flag", False)), flag
+        assert (kind == "list") == bool(getattr(param, "multiple", False)), flag
+
+
+@pytest.mark.parametrize("args", [
+    ["mobilenetv2"], ["analyze", "mobilenetv2", "--format", "json"], ["mobilenetv2", "-f", "csv", "--layers"],
+    ["mobilenetv2", "--batch=2", "--precision", "int8", "--format", "markdown"],
+    ["resnet50", "--hw", "edge-npu", "--batch", "1,4", "--format", "json"],
+])
+def test_fast_entry_and_typer_give_the_same_output(args):
+    from estimator import entry
+
+    assert entry.parse_analyze(args) is not None  # the fast path takes these
+    fast = run_cli(*args)
+    full = runner.invoke(app, args if args[0] == "analyze" else ["analyze", *args])
+    assert fast[0] == full.exit_code == 0
+    assert fast[1] == full.output
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"], ["mobilenetv2", "--help"], ["mobilenetv2", "--bogus"], ["mobilenetv2", "--format", "yaml"],
+    ["mobilenetv2", "--seq-len", "x"], ["mobilenetv2", "extra"], ["models"], ["mobilenetv2", "--hw"],
+])
+def test_fast_entry_leaves_the_rest_to_typer(args):
+    from estimator import entry
+
+    assert entry.parse_analyze(args) is None
+
+
+def test_fast_entry_does_not_import_typer(tiny_path):
+    code = ("import sys; from estimator import entry; entry.main([sys.argv[1], '--format', 'json']); "
+            "print('typer' in sys.modules, 'yaml' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, tiny_path], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_mistyped_command_still_suggests(tmp_path):
+    code, out, err = run_cli("anlyze")
+    assert code == 2 and "did you mean 'analyze'" in err

@@ -275,3 +275,103 @@ def test_declared_shapes_with_bound_symbolic_dims(tmp_path):
     t = api._analyze_graph(load_graph(m, batch=2), batch=2)
     assert t.totals.macs == 2 * 8 * 16 * 64
     assert t.totals.unsupported_ops == {"com.acme.Fancy": 1} and not t.totals.uncosted_ops
+
+
+def _utf8_broken(tmp_path, placeholder: bytes, raw: bytes, name: str) -> str:
+    """A model whose string field `placeholder` is replaced by as many bytes that are not
+    UTF-8 (same length: the protobuf stays well-formed)."""
+    w = TensorProto()
+    w.name, w.data_type = "w", TensorProto.FLOAT
+    w.dims.extend([4, 4])
+    w.data_location = TensorProto.EXTERNAL
+    e = w.external_data.add()
+    e.key, e.value = "location", "LOCATIONXX"
+    g = helper.make_graph([helper.make_node("MatMul", ["INPUTNAMEX", "w"], ["y"], name="NODENAMEXX")], "g",
+                          [helper.make_tensor_value_info("INPUTNAMEX", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    data = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    assert placeholder in data
+    p = tmp_path / name
+    p.write_bytes(data.replace(placeholder, raw))
+    return str(p)
+
+
+@pytest.mark.parametrize("placeholder,raw,words", [
+    (b"LOCATIONXX", b"\xff\xfe\x80abcdefg", "external data location is not valid UTF-8"),
+    (b"NODENAMEXX", b"\xc3\x28node\xa0\xa1xx", "its name is not valid UTF-8"),
+    (b"MatMul", b"Mat\xffMu", "its op type is not valid UTF-8"),
+    (b"INPUTNAMEX", b"INPUT\xffNAME", "name is not valid UTF-8"),
+])
+def test_names_that_are_not_utf8_are_a_one_line_error(tmp_path, placeholder, raw, words):
+    """Found by fuzzing: protobuf hands an invalid UTF-8 string field over as bytes; the
+    external-data location crashed path joins ('Can't mix strings and bytes'), names crashed
+    the report. Each is a one-line error naming the file, exit 2."""
+    from conftest import run_cli
+
+    p = _utf8_broken(tmp_path, placeholder, raw, "broken.onnx")
+    code, out, err = run_cli(p)
+    assert code == 2, (out, err)
+    assert err.startswith(f"estimate: error: {p}: ") and words in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_constant_of_shape_weight_vs_mask_buffer():
+    """ConstantOfShape with a stored shape makes a weight (the onnx 'light' models build
+    every weight this way); with a shape computed from an input's Shape it makes a buffer
+    (Swin's shifted-window mask), which is not a parameter."""
+    shp = numpy_helper.from_array(np.array([4], np.int64), "shp")
+    nodes = [helper.make_node("ConstantOfShape", ["shp"], ["gamma"], value=numpy_helper.from_array(np.ones(1, np.float32))),
+             helper.make_node("Mul", ["x", "gamma"], ["a"], name="scale"),
+             helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("ConstantOfShape", ["s"], ["buf"], value=numpy_helper.from_array(np.zeros(1, np.float32))),
+             helper.make_node("Add", ["a", "buf"], ["y"], name="add")]
+    g = helper.make_graph(nodes, "cos", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [shp])
+    t = api._analyze_graph(load_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), batch=3))
+    by = {l.name: l for l in t.layers}
+    assert by["scale"].params == 4 and by["add"].params == 0 and t.totals.params == 4
+
+
+def test_fuzzed_files_give_a_result_or_a_user_error(tmp_path):
+    """Bounded, seeded fuzzing of a small model with every kind of string field (names,
+    external data, value_info, attributes): each mutated file is analyzed (exit 0) or refused
+    with a one-line error (exit 2), never an internal error or a traceback."""
+    import random
+
+    from conftest import run_cli
+
+    w = TensorProto()
+    w.name, w.data_type = "weight", TensorProto.FLOAT
+    w.dims.extend([4, 4])
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "w.bin"), ("offset", "0"), ("length", "64")):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    shp = numpy_helper.from_array(np.array([1, -1], np.int64), "shape")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "weight"], ["y"], name="mm"),
+                           helper.make_node("Reshape", ["y", "shape"], ["z"], name="rs"),
+                           helper.make_node("LeakyRelu", ["z"], ["out"], name="act", alpha=0.1)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [w, shp],
+                          value_info=[helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    src = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    rng = random.Random(20261201)
+    p = str(tmp_path / "f.onnx")
+    bad = []
+    for _ in range(300):
+        b = bytearray(src)
+        for _ in range(rng.randint(1, 4)):
+            k = rng.randrange(len(b))
+            r = rng.random()
+            if r < 0.6:
+                b[k] = rng.randrange(256)
+            elif r < 0.8:
+                b[k] = rng.choice([0x80, 0xFF, 0xC3, 0xFE])
+            else:
+                del b[k:k + rng.randint(1, 8)]
+        with open(p, "wb") as f:
+            f.write(b)
+        code, out, err = run_cli(p, "--format", "json")
+        if code not in (0, 2) or "internal error" in err or "Traceback" in err:
+            bad.append((code, err.strip()[:160]))
+    assert not bad, bad[:5]
