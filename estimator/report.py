@@ -24,8 +24,9 @@ CONVENTIONS = {
            "Einsum, attention and RNN gate matmuls, quantized/fused forms); vendor FLOPs = 2 x MACs",
     "non_mac_ops": "every other arithmetic op (bias adds, BN scale+shift, activations, pooling, softmax, "
                    "normalization), per element as each cost function documents",
-    "params": "elements of every weight tensor stored or derived from constants alone, BatchNorm's four "
-              "vectors (scale, bias, mean, var) included; constant control inputs (shapes, axes, scales) excluded",
+    "params": "elements of every weight tensor stored or derived from stored tensors alone, BatchNorm's four "
+              "vectors (scale, bias, mean, var) included; constant control inputs (shapes, axes, scales), buffers "
+              "computed from the inputs' shapes and integer/boolean masks the graph computes excluded",
     "activations": "tensors that are not model constants; bytes at the stored dtype, or with float tensors at --precision",
     "peak_activation_bytes": "peak of live activation bytes over a topological schedule (producer to last consumer)",
 }
