@@ -126,6 +126,7 @@ class Totals:
     uncosted_ops: Mapping[str, int]
     uncosted_layers: int = 0          # layers left out of the totals: unsupported or uncosted
     macs_missing_at_least: int = 0    # a lower bound of the MACs those layers leave out
+    first_uncounted: str = ""         # the first of them in topological order, and why: "name (op): reason"
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
     unsupported: Counter[str] = Counter()
     uncosted: Counter[str] = Counter()
     incomplete = missing_macs = 0
+    first_uncounted = ""
     needed: set[str] | None = None  # built when first asked: outputs read by a node or graph outputs
     tensors = graph.tensors
     is_const = graph.constants
@@ -312,6 +314,8 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
             cost = OpCost(kind="unknown", layer_class="other")
         if status != "ok":
             incomplete += 1
+            if not first_uncounted:
+                first_uncounted = f"'{node.name}' ({qtype}): {note}"
         if cost.macs:
             macs_by_type[qtype] += int(cost.macs)
         mk, mn = _mapping_dims(node, in_infos) if cost.macs else (0, 0)
@@ -358,7 +362,7 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
         max_activation_tensor=max_name, peak_activation_bytes=float(peak),
         macs_by_op_type=dict(macs_by_type.most_common()), layers=len(layers),
         unsupported_ops=dict(unsupported.most_common()), uncosted_ops=dict(uncosted.most_common()),
-        uncosted_layers=incomplete, macs_missing_at_least=int(missing_macs))
+        uncosted_layers=incomplete, macs_missing_at_least=int(missing_macs), first_uncounted=first_uncounted)
     inputs = tuple(graph.tensors[x] for x in graph.inputs if x in graph.tensors)
     return CostTable(model=graph.name, batch=batch, inputs=inputs, layers=tuple(layers),
                      totals=totals, precision=precision, notes=graph.notes,

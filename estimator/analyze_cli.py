@@ -27,7 +27,9 @@ def run(*, model: str, hw: Optional[str] = None, batch: Optional[str] = None, in
     res = api.parse_resolution(resolution)
     if hw is None:
         if winograd is not None or plot is not None:
-            raise UserError("--winograd and --plot need a hardware profile: add --hw PROFILE (see `estimate profiles`)")
+            given = " and ".join(o for o, v in (("--winograd", winograd), ("--plot", plot)) if v is not None)
+            raise UserError(f"{given} need{'s' if ' and ' not in given else ''} a hardware profile: add --hw PROFILE "
+                            "(see `estimate profiles`)")
         if batches is not None and len(batches) > 1:
             raise UserError("--batch: a list of batch sizes needs --hw (a prediction per batch); without --hw give one size")
         table = api.analyze(model, batch=batches[0] if batches else None, input_shapes=shapes,
@@ -36,7 +38,7 @@ def run(*, model: str, hw: Optional[str] = None, batch: Optional[str] = None, in
             report.render_analysis(report.console(), table, with_layers=layers)
             return
         doc = report.analysis_document(table, source=model)
-        warn = report.incomplete_warning(table.totals)
+        warn = report.incomplete_warning(table.totals, "in the document")
         if warn and fmt in ("json", "csv"):
             sys.stderr.write(f"estimate: {warn}\n")  # stdout stays a clean document
         if fmt == "json":

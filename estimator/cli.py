@@ -212,8 +212,11 @@ def _click_exception(e: Exception, args: list[str]) -> int | None:
     if "Abort" in names:
         sys.stderr.write("estimate: aborted\n")
         return 130
+    if "NoArgsIsHelpError" in names and getattr(e, "ctx", None) is not None:  # `estimate hw`: its help
+        sys.stdout.write(e.ctx.get_help() + "\n")
+        return 0
     if "ClickException" in names and hasattr(e, "format_message"):
-        msg = " ".join(e.format_message().split())
+        msg = " ".join(e.format_message().split()).replace("Value error, ", "")
         sub = args[0] if args and args[0] in _known_commands() else ""
         sys.stderr.write(f"estimate: error: {msg} (see 'estimate {sub + ' ' if sub else ''}--help')\n")
         return 2

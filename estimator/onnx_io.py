@@ -261,7 +261,11 @@ def _apply_overrides(src: str, inputs: list[onnx.ValueInfoProto], batch: int | N
             want = list(input_shapes[vi.name])
             if dims and len(want) != len(dims):
                 raise UserError(f"{src}: --input {vi.name}: the model's input has rank {len(dims)} ({_fmt_dims(dims)}), got {len(want)} dims")
-            notes.append(f"input '{vi.name}' shape set to {'x'.join(map(str, want))} by --input")
+            fixed = [k for k, (d, w) in enumerate(zip(dims, want)) if isinstance(d, int) and d > 0 and d != w]
+            notes.append(f"input '{vi.name}' shape set to {'x'.join(map(str, want))} by --input"
+                         + (f" (the file fixes dim{'s' if len(fixed) > 1 else ''} {', '.join(map(str, fixed))} at "
+                            f"{_fmt_dims(dims)}: the counts are the graph's at this size; a runtime may refuse it)"
+                            if fixed else ""))
             _bind(bindings, dims, want)
             _set_dims(vi, want)
             continue
@@ -279,7 +283,8 @@ def _apply_overrides(src: str, inputs: list[onnx.ValueInfoProto], batch: int | N
             new[0] = 1
         if resolution is not None and vi is image_inputs[0]:
             if isinstance(new[2], int) and isinstance(new[3], int) and (new[2], new[3]) != tuple(resolution):
-                notes.append(f"input '{vi.name}': resolution {new[2]}x{new[3]} overridden to {resolution[0]}x{resolution[1]}")
+                notes.append(f"input '{vi.name}': resolution {new[2]}x{new[3]} overridden to {resolution[0]}x{resolution[1]} "
+                             "(the file fixes it: the counts are the graph's at this size; a runtime may refuse it)")
             new[2], new[3] = resolution
         for k, d in enumerate(new):
             if not isinstance(d, int) or d <= 0:

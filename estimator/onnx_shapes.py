@@ -177,6 +177,10 @@ def complete(src: str, model: onnx.ModelProto, nodes: list, plain: list[tuple], 
     if before > after:
         notes.append(f"shape inference completed for {before - after} tensor(s) by evaluating the graph's static "
                      f"shape computations ({completer.evaluated} value(s) computed)")
+    if completer.failed is not None:
+        nm, op, msg = completer.failed
+        notes.append(f"shapes stop at node '{nm}' ({op}), which refuses its input shapes: {msg} "
+                     "(do the input dims fit the model? see --input/--resolution/--batch)")
     return infos, completer.values, static, completer.used_declared
 
 
@@ -196,6 +200,7 @@ class _Completer:
         self.schemas: dict[tuple[str, str], Any] = {}
         self.protos: dict[str, onnx.TensorProto] = {}
         self.evaluated = 0
+        self.failed: tuple[str, str, str] | None = None  # (node, op, ONNX's message) of the first refusal
 
     def known(self, x: str) -> bool:
         t = self.infos.get(x)
@@ -317,7 +322,12 @@ class _Completer:
         try:
             got = shape_inference.infer_node_outputs(schema, node, types, data,
                                                      opset_imports=self.opset_imports)
-        except Exception:
+        except Exception as e:
+            # with every input shape known, the op itself refuses them (a sequence longer than
+            # the position table, an image size the reshapes do not divide): say where, once
+            if self.failed is None and all(self.known(x) for x in ins if x):
+                msg = " ".join(str(e).split())
+                self.failed = (node.name or op, op, msg[msg.find("]") + 1:].strip()[:240] if "]" in msg else msg[:240])
             return
         for o, tp in got.items():
             if not o or self.known(o) or not tp.HasField("tensor_type"):

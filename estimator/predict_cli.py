@@ -332,7 +332,7 @@ def run(*, model: str, hw: str, batches: Optional[list[int]], input_shapes, reso
                                      input_shapes=input_shapes, resolution=resolution, seq_len=seq_len)
     if plot:
         globals()["plot"](plot, pred)
-    warn = report.incomplete_warning(table.totals)
+    warn = report.incomplete_warning(table.totals, "in the document")
     if warn and fmt in ("json", "csv"):
         sys.stderr.write(f"estimate: {warn}\n")  # stdout stays a clean document
     if fmt == "json":
@@ -469,7 +469,10 @@ def register(app: "typer.Typer") -> None:
         elif fmt == "markdown":
             typer.echo(report.markdown_table(rows, cols))
         else:
-            t = Table(title=f"{model} on {hw} variants: {len(rows)} rows (best latency first; estimates)", title_justify="left")
+            shown = min(top, len(rows))
+            t = Table(title=f"{model} on {hw} variants: the best {shown} of {len(rows)} by latency"
+                            f"{' (--top N for more; csv/json have all)' if shown < len(rows) else ''} (estimates)",
+                      title_justify="left")
             for c in cols:
                 t.add_column(c, justify="right")
             for r in sorted(rows, key=lambda r: r["latency_s"])[:top]:

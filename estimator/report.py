@@ -90,8 +90,9 @@ def shape_str(shape: Sequence[int] | None) -> str:
 # ----------------------------------------------------------------------------- documents
 
 
-def incomplete_warning(t) -> str | None:
-    """The words a new user reads first when totals leave layers out (None when none is)."""
+def incomplete_warning(t, where: str = "below") -> str | None:
+    """The words a new user reads first when totals leave layers out (None when none is).
+    `where` the totals are: "below" (the terminal summary) or "in the document"."""
     if not t.uncosted_layers:
         return None
     parts = []
@@ -99,10 +100,11 @@ def incomplete_warning(t) -> str | None:
         parts.append("shape unknown: " + ", ".join(f"{k} x{v}" for k, v in t.uncosted_ops.items()))
     if t.unsupported_ops:
         parts.append("no cost function: " + ", ".join(f"{k} x{v}" for k, v in t.unsupported_ops.items()))
-    short = (f"the MACs below are short by at least {si(t.macs_missing_at_least)} ({t.macs_missing_at_least:,})"
+    short = (f"the MACs {where} are short by at least {si(t.macs_missing_at_least)} ({t.macs_missing_at_least:,})"
              if t.macs_missing_at_least else "what they cost is not known, not zero")
+    first = getattr(t, "first_uncounted", "")
     return (f"WARNING: the totals are incomplete: {t.uncosted_layers} of {t.layers} layers are not counted "
-            f"({'; '.join(parts)}); {short}.")
+            f"({'; '.join(parts)}); {short}." + (f" The first: {first[:300]}" if first else ""))
 
 
 def layer_dict(l: LayerCost, precision: str | None) -> dict[str, Any]:
@@ -140,6 +142,7 @@ def analysis_document(table: CostTable, *, source: str = "") -> dict[str, Any]:
             "peak_activation_bytes": t.peak_activation_bytes,
             "macs_by_op_type": dict(t.macs_by_op_type), "layers": t.layers,
             "uncosted_layers": t.uncosted_layers, "macs_missing_at_least": t.macs_missing_at_least,
+            "first_uncounted": t.first_uncounted,
         },
         "unsupported_ops": dict(t.unsupported_ops),
         "uncosted_ops": dict(t.uncosted_ops),
@@ -264,6 +267,7 @@ class _TotalsView:
         self.uncosted_layers = t.get("uncosted_layers", 0)
         self.layers = t.get("layers", 0)
         self.macs_missing_at_least = t.get("macs_missing_at_least", 0)
+        self.first_uncounted = t.get("first_uncounted", "")
         self.uncosted_ops = doc.get("uncosted_ops", {})
         self.unsupported_ops = doc.get("unsupported_ops", {})
 

@@ -192,14 +192,14 @@ def test_shifted_window_partition():
 
 
 def mask_construction_model(s=8, d=8, heads=2):
-    """Recent transformers' encoder mask: position ids from Range over the sequence length,
-    the padding mask expanded to (N, 1, S, S) by Expand of a Concat'd shape, combined with a
+    """Recent transformers' encoder mask: position ids sliced from the registered buffer
+    (1, max_positions) up to the sequence length (Slice with an end from Shape), the padding mask expanded to (N, 1, S, S) by Expand of a Concat'd shape, combined with a
     causal comparison (GreaterOrEqual, And) and turned into additive form by Where; then one
     attention head block (q/k/v projections, q @ k^T, softmax, p @ v)."""
     b = G()
     ids, am = "input_ids", "attention_mask"
     n, sl = b.dim(ids, 0), b.dim(ids, 1)
-    pos = b.op("Unsqueeze", [b.op("Range", [b.const(0), b.op("Squeeze", [sl, b.const([0])]), b.const(1)]), b.const([0])])
+    pos = b.op("Slice", [b.const(np.arange(64)[None, :]), b.const([0]), sl, b.const([1])])   # (1, S)
     emb = b.op("Add", [b.op("Gather", [b.weight([100, d]), ids], axis=0),
                        b.op("Gather", [b.weight([64, d]), pos], axis=0)])     # (N, S, d)
     full = b.op("Concat", [n, b.const([1]), sl, sl], axis=0)
@@ -297,10 +297,21 @@ def test_unknown_shapes_are_loud(tmp_path):
     macs = next(i for i, line in enumerate(lines) if line.startswith("MACs"))
     assert warn < macs, out  # the warning comes first, above the totals
     assert "3 of 3 layers are not counted" in lines[warn] and "at least 216" in out
+    assert "The first: 'Mystery_" in out and "(com.acme.Mystery): no cost function" in out
     code, out, err = run_cli(str(p), "--format", "json")
     doc = json.loads(out)
     assert code == 0 and doc["totals"]["uncosted_layers"] == 3 and doc["totals"]["macs_missing_at_least"] == 216
     assert "WARNING: the totals are incomplete" in err  # stdout stays a clean document
+
+
+def test_input_dims_the_model_refuses_are_explained():
+    """A sequence longer than the position table: the first node that refuses its shapes is
+    named, in the notes and in the warning, instead of a silent partial count."""
+    m, _ = mask_construction_model(s=8, d=8, heads=2)          # position table of 64 rows
+    t = api._analyze_graph(load_graph(m, input_shapes={"input_ids": (1, 80), "attention_mask": (1, 80)}))
+    assert t.totals.uncosted_layers > 0
+    assert "do not broadcast" in t.totals.first_uncounted and "(Add)" in t.totals.first_uncounted
+    assert any("which refuses its input shapes" in n for n in t.notes)
 
 
 def test_view_with_unknown_output_is_not_ok():
