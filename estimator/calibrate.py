@@ -118,7 +118,8 @@ class Dataset:
 
 
 def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: str, *,
-                  rescale_layers: bool = True, max_other_busy_pct: float | None = None) -> Dataset:
+                  rescale_layers: bool = True, max_other_busy_pct: float | None = None,
+                  rules: Sequence | None = None) -> Dataset:
     """(file, results document, CostTable of that model at batch 1 and `precision`) -> Dataset.
 
     rescale_layers: per-layer times are multiplied by p50 / kernel_total_s so that they sum
@@ -176,7 +177,7 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
                 groups=groups, kernel_total_s=kt, layer_scale=scale))
     models = []
     for name, cfgs in by_model.items():
-        la = LayerArrays.from_table(tables[name])
+        la = LayerArrays.from_table(tables[name], rules=rules)
         # one observation per (file, batch); keep them all (repeated runs average in the fit)
         models.append(ModelData(name=name, layers=la, configs=tuple(sorted(cfgs, key=lambda c: (c.batch, c.file)))))
     if not models:

@@ -210,11 +210,12 @@ def calibrate_command(
     _check_host(profile, docs + test_docs, hw)
     cache: dict = {}
     entries = [(f, d, _model_table(f, d, precision, cache)) for f, d in docs]
-    data = cal.build_dataset(entries, precision, max_other_busy_pct=max_other_busy)
+    rules = profile.fusion_rules()
+    data = cal.build_dataset(entries, precision, max_other_busy_pct=max_other_busy, rules=rules)
     test_data = None
     if test_docs:
         test_data = cal.build_dataset([(f, d, _model_table(f, d, precision, cache)) for f, d in test_docs], precision,
-                                      max_other_busy_pct=max_other_busy)
+                                      max_other_busy_pct=max_other_busy, rules=rules)
     fr, rep = cal.calibrate(data, profile, cross_validate=cv)
     if held:
         rep.notes.append(f"{len(held)} result file(s) given both to fit and to --test were held out of the fit: "

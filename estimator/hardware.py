@@ -88,6 +88,7 @@ _TOP_KEYS: dict[str, str] = {
     "layer_overhead_by_class_s": "seconds per layer, by layer class",
     "efficiency": "compute / memory multipliers",
     "winograd": "tile and weights",
+    "fusion": "the fusion rules grouping layers into kernels: rule names or {name, head, then}",
     "energy": "joules per MAC and per DRAM byte",
     "notes": "key -> text",
 }
@@ -241,9 +242,16 @@ class HardwareProfile:
     layer_overhead_by_class_s: FrozenMap = field(default_factory=FrozenMap)
     efficiency: Efficiency = field(default_factory=Efficiency)
     winograd: Winograd | None = None
+    fusion: tuple | None = None       # fusion rules (names or kernels.Rule); None: the kind's defaults
     energy: Energy | None = None
     notes: FrozenMap = field(default_factory=FrozenMap)
     origin: str = field(default="", compare=False, repr=False)
+
+    def fusion_rules(self) -> tuple:
+        """The kernels.Rule list that groups this device's layers into kernels."""
+        from . import kernels
+
+        return kernels.rules_for(self.fusion, self.kind)
 
     def overhead_for(self, layer_class: str) -> float:
         """Fixed time per layer of a class: ``layer_overhead_by_class_s`` entry, else
@@ -560,6 +568,13 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
                 f"got {_fmt(overhead)}",
             )
         fields["layer_overhead_s"] = overhead
+    if "fusion" in data:
+        from . import kernels
+
+        rules = data["fusion"]
+        if not isinstance(rules, list):
+            _fail(origin, "fusion", f"expected a list of fusion rules (known names: {', '.join(kernels.RULES)})")
+        fields["fusion"] = tuple(kernels.parse_rule(f"{origin}: fusion[{k}]", r) for k, r in enumerate(rules))
     if "layer_overhead_by_class_s" in data:
         by = _mapping(origin, "layer_overhead_by_class_s", data["layer_overhead_by_class_s"],
                       "layer class -> seconds per layer")
@@ -699,6 +714,10 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
     out["efficiency"] = eff
     if p.winograd is not None:
         out["winograd"] = {"tile": p.winograd.tile, "weights": p.winograd.weights}
+    if p.fusion is not None:
+        from . import kernels
+
+        out["fusion"] = [kernels.rule_to_data(r) for r in p.fusion]
     if p.energy is not None:
         energy: dict[str, Any] = {}
         if p.energy.per_mac_j:

@@ -46,6 +46,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import kernels
 from .analyze import CostTable
 from .errors import UserError
 from .hardware import HardwareProfile
@@ -96,9 +97,14 @@ class LayerArrays:
     gather_cap: np.ndarray = field(default=None, repr=False)  # (L,) per sample: a lookup in a weight table
     #   (Gather of embeddings) reads only the rows it gathers, at most this many bytes per sample
     #   (its output); inf for every other layer
+    kernel_head: np.ndarray = field(default=None, repr=False)  # (L,) the layer heading each one's kernel
+    #   (estimator/kernels.py): its own index when it heads one or runs alone
 
     @classmethod
-    def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = ()) -> "LayerArrays":
+    def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = (),
+                   rules: Sequence[kernels.Rule] | None = None) -> "LayerArrays":
+        """`rules`: the fusion rules that group layers into kernels (a profile's, see
+        kernels.rules_for; None: the default rules)."""
         layers = table.layers
         prec = table.precision
         graph_outputs = tuple(graph_outputs) or table.outputs
@@ -161,11 +167,23 @@ class LayerArrays:
             for i, r in enumerate(rows):
                 out[i, :len(r)] = r
             return out
-        fused, fused_in = _epilogues(layers, is_view, alias, index, cons_of, producer, T)
+        heads = np.array(kernels.group(layers, kernels.rules_for(None, None) if rules is None else rules),
+                         dtype=np.int64)
+        fused = heads != np.arange(L)
+        # a tensor between members of one kernel (read by nothing else) stays on chip
+        fused_in = np.zeros(T, dtype=bool)
+        for t_, p_ in producer.items():
+            cons = cons_of[t_]
+            if cons and all(fused[c] and heads[c] == heads[p_] for c in cons):
+                fused_in[t_] = True
+        # the non-MAC work of a convolution or Gemm node (its bias, alpha/beta, fused activation)
+        # is its epilogue, applied while the output tile is in registers: not a separate pass
+        non_mac = np.array([0.0 if l.op_type in kernels.EPILOGUE_IN_NODE else l.non_mac_ops for l in layers],
+                           dtype=np.float64)
         return cls(
             names=tuple(l.name for l in layers), op_types=tuple(l.op_type for l in layers),
             macs=np.array([l.macs for l in layers], dtype=np.float64),
-            non_mac=np.array([l.non_mac_ops for l in layers], dtype=np.float64),
+            non_mac=non_mac,
             weight_bytes=np.array([l.weight_bytes_at(prec) for l in layers], dtype=np.float64),
             winograd=np.array([l.winograd_candidate for l in layers], dtype=bool),
             map_k=np.array([l.map_k for l in layers], dtype=np.float64),
@@ -178,42 +196,13 @@ class LayerArrays:
             weight_read_bytes=np.array([l.weight_read_bytes_at(prec) for l in layers], dtype=np.float64),
             kernel_bytes=np.array([l.kernel_bytes_at(prec) for l in layers], dtype=np.float64),
             gather_cap=np.array([l.output_bytes_at(prec) if l.op_type in GATHER_OPS and l.weight_bytes > 0 else np.inf
-                                 for l in layers], dtype=np.float64))
+                                 for l in layers], dtype=np.float64),
+            kernel_head=heads)
 
 
 #: Lookups that read only the rows they gather from a constant table (an embedding): their
 #: weight traffic is the gathered bytes, not the whole table.
 GATHER_OPS = frozenset({"Gather", "GatherElements", "GatherND"})
-
-
-#: Element-wise ops that inference runtimes fuse into the epilogue of the contraction that
-#: produces their input (BatchNormalization folded into the weights, activations applied to
-#: the output tile while it is in registers): onnxruntime's Conv/Gemm fusions, TensorRT,
-#: TFLite and NPU compilers all do this.
-EPILOGUE_OPS = frozenset({"BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid",
-                          "HardSwish", "Elu", "Selu", "Softplus", "Mish"})
-
-
-def _epilogues(layers, is_view, alias, index, cons_of, producer, T):
-    """(fused (L,), fused_input (T,)): a layer is a fused epilogue when its op is in
-    EPILOGUE_OPS and its data input is produced by a contraction layer (or by another fused
-    epilogue) and read by nothing else. A fused layer costs no compute time and no overhead;
-    the tensor between it and its producer never goes to DRAM. Residual adds are not fused."""
-    L = len(layers)
-    fused = np.zeros(L, dtype=bool)
-    fused_in = np.zeros(T, dtype=bool)
-    prod_of = {t: l for t, l in producer.items()}
-    for i, l in enumerate(layers):
-        if is_view[i] or l.op_type not in EPILOGUE_OPS or not l.inputs or l.status != "ok":
-            continue
-        t = index.get(alias.get(l.inputs[0], l.inputs[0]))
-        if t is None or t not in prod_of or len(cons_of[t]) != 1:
-            continue
-        p = prod_of[t]
-        if layers[p].kind == "contraction" or fused[p]:
-            fused[i] = True
-            fused_in[t] = True
-    return fused, fused_in
 
 
 @dataclass(frozen=True)
@@ -651,7 +640,7 @@ def predict(table: CostTable, profile: HardwareProfile, batches: Sequence[int], 
     """Roofline of `table` (analyzed at batch 1 and at `precision`) on one profile."""
     if table.batch != 1:
         raise ValueError("predict needs a per-sample CostTable (analyzed at batch 1)")
-    la = LayerArrays.from_table(table, graph_outputs)
+    la = LayerArrays.from_table(table, graph_outputs, rules=profile.fusion_rules())
     hw = HwArrays.from_profiles([profile], precision, winograd)
     raw = evaluate(la, hw, batches)
     tile = int(hw.wino_tile[0])

@@ -119,7 +119,7 @@ def onchip_truth():
 
 
 def test_round_trip_recovers_onchip_bandwidth(onchip_truth):
-    data = _synthetic(onchip_truth, ("resnet50", "mobilenetv2", "yolov3-tiny"))
+    data = _synthetic(onchip_truth, ("resnet50", "mobilenetv2", "yolov3-tiny", "bert-base"))
     fr = cal.fit(data, _profile())
     assert fr.params.onchip_bandwidth == pytest.approx(4e9, rel=0.01)
     eff = fr.params.efficiencies()

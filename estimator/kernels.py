@@ -1,0 +1,229 @@
+"""Grouping layers into kernels: the groups of ONNX nodes a runtime executes as one.
+
+The pipeline is load -> analyze -> **group into kernels** -> predict -> report. A runtime does
+not run the ONNX graph node by node: onnxruntime folds a Conv's bias, BatchNormalization,
+activation and residual Add into one NCHWc convolution, turns x * sigmoid(x) into one node,
+a MatMul and its bias Add into one Gemm; TensorRT, TFLite and NPU compilers do the same. The
+roofline charges a kernel once: one per-kernel overhead, no separate element-wise pass for
+what runs in the epilogue, and the tensors between its members never leave the chip.
+
+A fusion rule is data (a hardware profile's `fusion` key: rule names from RULES, or rules
+written out in the same form; DEFAULTS gives the rules per profile `kind`):
+
+    {"name": "conv_epilogue",
+     "head": ["Conv", ...],                   # ops that start a kernel ("contraction": any layer with MACs)
+     "then": [                                 # the members that may follow, in order
+        {"ops": ["BatchNormalization"]},
+        {"ops": ["Add", "Sum"], "other": "any"},
+        {"ops": ["Relu", "Clip", ...], "repeat": true}]}
+
+A layer joins the kernel of the layer it follows when its op is the next step's (steps are
+optional: the chain may skip any; a `repeat` step may match several layers in a row), one of
+its activation inputs is the kernel's current output, and that tensor has no other reader. `other` says what its other activation inputs may be:
+"constant" (default: only model constants, such as a bias), "any" (a residual from another
+branch) or "head_input" (the kernel's own input, as in x * sigmoid(x)).
+
+Pure: layer costs in, a head index per layer out (estimator/roofline.py uses it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from .errors import UserError
+
+ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
+               "Softplus", "Mish", "PRelu", "Gelu")
+CONTRACTION = "contraction"
+#: Nodes whose non-MAC work (bias, alpha/beta, a fused activation) is their own epilogue: the
+#: roofline charges their MACs only (docs/roofline.md).
+EPILOGUE_IN_NODE = frozenset({"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "Gemm", "FusedConv",
+                              "FusedGemm", "NhwcConv", "FusedMatMul"})
+OTHER_KINDS = ("constant", "any", "head_input")
+
+
+@dataclass(frozen=True)
+class Step:
+    ops: frozenset[str]
+    other: str = "constant"
+    repeat: bool = False      # the step may match several layers in a row
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    head: frozenset[str]          # op types, or {"contraction"}
+    then: tuple[Step, ...]
+
+    def starts(self, op_type: str, kind: str) -> bool:
+        return op_type in self.head or (CONTRACTION in self.head and kind == "contraction")
+
+
+#: The catalog of rules by name (docs/roofline.md, "Kernels").
+RULES: Mapping[str, Rule] = {}
+
+
+def _rule(name: str, head: Sequence[str], *then: tuple, repeat: bool = False) -> None:
+    RULES[name] = Rule(name, frozenset(head), tuple(Step(frozenset(o), other, repeat) for o, other in then))  # type: ignore[index]
+
+
+#: What every runtime folds into the contraction that produces its input: BatchNormalization
+#: (into the weights) and activations (on the output tile), any number in a row.
+EPILOGUE_OPS = ("BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
+                "Elu", "Selu", "Softplus", "Mish")
+_rule("epilogue", [CONTRACTION], (EPILOGUE_OPS, "constant"), repeat=True)
+
+
+# a convolution's epilogue: bias (in the node), BatchNormalization, residual add, activation
+_rule("conv_epilogue", ["Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "FusedConv", "NhwcConv"],
+      (["BatchNormalization"], "constant"), (["Add", "Sum"], "any"), (ACTIVATIONS, "constant"))
+# a Gemm (its bias in the node) and its activation
+_rule("gemm_activation", ["Gemm", "FusedGemm"], (ACTIVATIONS, "constant"))
+# a bias added after a MatMul (Gemm when onnxruntime fuses it); then an activation
+_rule("matmul_add", ["MatMul"], (["Add"], "constant"), (ACTIVATIONS, "constant"))
+# x * sigmoid(x) (SiLU / Swish): one element-wise kernel
+_rule("silu", ["Sigmoid", "HardSigmoid"], (["Mul"], "head_input"))
+# GELU written out with Erf: x / sqrt(2) -> Erf -> + 1 -> * x -> * 0.5
+_rule("gelu_erf", ["Div", "Mul"], (["Erf"], "constant"), (["Add"], "constant"), (["Mul"], "head_input"),
+      (["Mul"], "constant"))
+# an element-wise chain right after a normalization (scale, shift) runs in its pass
+_rule("norm_epilogue", ["LayerNormalization", "BatchNormalization", "InstanceNormalization"],
+      (ACTIVATIONS, "constant"))
+
+#: Rules by profile kind; a profile without `fusion` and without a known kind gets "default".
+#: Today every kind gets the epilogue rule only: the richer rules (a residual add in a
+#: convolution's epilogue, MatMul + bias, SiLU, GELU) describe onnxruntime better, but the
+#: calibration does not yet fit kernels robustly with them (docs/roofline.md, "Kernels"):
+#: a profile opts in with `fusion: [conv_epilogue, matmul_add, silu, gelu_erf]`.
+DEFAULTS: Mapping[str, tuple[str, ...]] = {
+    "cpu": ("epilogue",),
+    "gpu": ("epilogue",),
+    "npu": ("epilogue",),
+    "default": ("epilogue",),
+}
+
+
+def rules_for(names: Sequence[Any] | None, kind: str | None) -> tuple[Rule, ...]:
+    """The rules a profile asks for (`names`: its `fusion` list, None for the kind's default)."""
+    if names is None:
+        names = DEFAULTS.get((kind or "").lower(), DEFAULTS["default"])
+    return tuple(r if isinstance(r, Rule) else RULES[r] for r in names)
+
+
+def parse_rule(where: str, data: Any) -> Rule | str:
+    """A rule from a profile: a catalog name, or a mapping {name, head, then}; errors name the
+    key (UserError)."""
+    if isinstance(data, str):
+        if data not in RULES:
+            raise UserError(f"{where}: unknown fusion rule '{data}' (known: {', '.join(RULES)})")
+        return data
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where}: expected a rule name or a mapping with name, head, then")
+    unknown = set(data) - {"name", "head", "then"}
+    if unknown:
+        raise UserError(f"{where}: unknown key '{sorted(unknown)[0]}' (known: name, head, then)")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{where}.name: expected a text")
+    head = _ops(f"{where}.head", data.get("head"))
+    then = data.get("then")
+    if not isinstance(then, list) or not then:
+        raise UserError(f"{where}.then: expected a list of steps, each {{ops: [...], other: constant|any|head_input}}")
+    steps = []
+    for k, st in enumerate(then):
+        w = f"{where}.then[{k}]"
+        if not isinstance(st, Mapping) or set(st) - {"ops", "other", "repeat"}:
+            raise UserError(f"{w}: expected a mapping with ops and, optionally, other and repeat")
+        other = st.get("other", "constant")
+        if other not in OTHER_KINDS:
+            raise UserError(f"{w}.other: expected one of {', '.join(OTHER_KINDS)}, got {other!r}")
+        repeat = st.get("repeat", False)
+        if not isinstance(repeat, bool):
+            raise UserError(f"{w}.repeat: expected true or false, got {repeat!r}")
+        steps.append(Step(_ops(f"{w}.ops", st.get("ops")), other, repeat))
+    return Rule(name, head, tuple(steps))
+
+
+def _ops(where: str, v: Any) -> frozenset[str]:
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+        raise UserError(f"{where}: expected a list of ONNX op types (or 'contraction')")
+    return frozenset(v)
+
+
+def rule_to_data(r: Rule | str) -> Any:
+    """The profile form of a rule (its name when it is the catalog's)."""
+    if isinstance(r, str):
+        return r
+    if RULES.get(r.name) == r:
+        return r.name
+    return {"name": r.name, "head": sorted(r.head),
+            "then": [{"ops": sorted(s.ops), **({"other": s.other} if s.other != "constant" else {}),
+                      **({"repeat": True} if s.repeat else {})} for s in r.then]}
+
+
+def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | set[str] = frozenset()) -> list[int]:
+    """Kernel head of every layer (its own index when it heads a kernel or runs alone).
+
+    `layers`: LayerCost rows in topological order (op_type, kind, status, inputs, outputs;
+    `inputs` are the activations a layer reads: constants are not among them). Views
+    (Reshape, ...) neither join nor break a chain: a layer reading a view of a kernel's output
+    reads that output.
+    """
+    n = len(layers)
+    head = list(range(n))
+    if not rules:
+        return head
+    alias: dict[str, str] = {}
+    producer: dict[str, int] = {}
+    readers: dict[str, int] = {}
+    for i, l in enumerate(layers):
+        if l.kind == "view":
+            if l.inputs and l.op_type not in ("Shape", "Size"):
+                for o in l.outputs:
+                    alias[o] = alias.get(l.inputs[0], l.inputs[0])
+            continue
+        for o in l.outputs:
+            producer[o] = i
+        for x in set(l.inputs):
+            r = alias.get(x, x)
+            readers[r] = readers.get(r, 0) + 1
+    # per kernel head: (rule, next step index, current output tensor, the head's input)
+    state: dict[int, tuple[Rule, int, str, str]] = {}
+    for i, l in enumerate(layers):
+        if l.kind == "view" or l.status != "ok":
+            continue
+        joined = False
+        ins = [alias.get(x, x) for x in l.inputs]
+        for pos, x in enumerate(ins):  # the input that is a kernel's current output, read only here
+            p = producer.get(x)
+            h = head[p] if p is not None else None
+            if h is None or h not in state or readers.get(x, 0) != 1:
+                continue
+            rule, k, out, hin = state[h]
+            if out != x:
+                continue
+            rest = ins[:pos] + ins[pos + 1:]
+            for j in range(k, len(rule.then)):
+                st = rule.then[j]
+                if l.op_type in st.ops and _others_ok(st.other, rest, hin):
+                    head[i] = h
+                    state[h] = (rule, j if st.repeat else j + 1, l.outputs[0] if l.outputs else "", hin)
+                    joined = True
+                    break
+            break
+        if joined:
+            continue
+        for rule in rules:
+            if rule.starts(l.op_type, l.kind) and l.outputs:
+                state[i] = (rule, 0, l.outputs[0], ins[0] if ins else "")
+                break
+    return head
+
+
+def _others_ok(other: str, rest: list[str], head_input: str) -> bool:
+    if other == "any":
+        return True
+    if other == "head_input":
+        return all(x == head_input for x in rest) and bool(rest)
+    return not rest  # "constant": the layer reads no other activation
