@@ -19,6 +19,22 @@ hw_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mod
                      help="Hardware profiles of this host: `estimate hw detect -o host.yaml`.")
 
 
+
+_CALIBRATED_MARK = "| calibrated by estimate calibrate on "
+
+
+def _written_by_calibrate(p: Path, is_profile: bool) -> bool:
+    """An output of an earlier `estimate calibrate` (a calibrated profile whose source it wrote,
+    or its JSON report): rerunning the same command into the same folder, as accumulating
+    runs does, replaces it; any other file is never overwritten without --force."""
+    try:
+        text = p.read_text(errors="replace")[:200_000]
+    except OSError:
+        return False
+    if is_profile:
+        return _CALIBRATED_MARK in " ".join(text.split())
+    return '"fitted"' in text and '"cross_validation"' in text
+
 def _console():
     from rich.console import Console
 
@@ -171,13 +187,17 @@ def calibrate_command(
         raise UserError(f"--max-other-busy {max_other_busy:g}: a share of the host in % (0..100; 100 keeps all)")
     out = output.expanduser()
     report = report.expanduser() if report is not None else None
+    replace = force
     for p in (out, report):
         if p is None:
             continue
         if p.is_dir():
             raise UserError(f"{p}: is a directory (give a file name)")
-        if p.exists() and not force:
+        if p.exists() and not force and not _written_by_calibrate(p, p is out):
             raise UserError(f"{p}: already exists (not overwritten; pass --force to replace it)")
+        if p.exists() and not force:
+            sys.stderr.write(f"estimate: replacing {p}, written by an earlier `estimate calibrate`\n")
+            replace = True
         if not p.parent.is_dir():
             raise UserError(f"{p}: directory {p.parent} does not exist")
     profile = hardware.load_profile(hw)
@@ -228,7 +248,7 @@ def calibrate_command(
     batches = {m.name: sorted({c.batch for c in m.configs}) for m in data.models}
     host = docs[0][1]["host"]
     eff = cal.params_dict(fr.params, fr, profile)
-    source = (f"{profile.source.strip()} | calibrated by estimate calibrate on {len(data.files)} result files "
+    source = (f"{profile.source.strip()} {_CALIBRATED_MARK}{len(data.files)} result files "
               f"({', '.join(f'{k}: batches {v}' for k, v in batches.items())}; {precision}; host {host.get('hostname')})")
     notes = {
         "efficiency": (f"fitted (bounded least squares, relative residuals) to {counts['layer_groups']} per-layer group "
@@ -263,7 +283,7 @@ def calibrate_command(
     }
     calibrated = cal.apply_params(profile, fr.params, fr.fitted_classes, source=source, notes=notes,
                                   overhead_classes=fr.overhead_classes)
-    hardware.dump_profile(calibrated, out, overwrite=force)
+    hardware.dump_profile(calibrated, out, overwrite=replace)
     doc = rep.to_dict()
     if test_data is not None:
         s_after, p_after = cal.evaluate_on(test_data, calibrated)

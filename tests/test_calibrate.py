@@ -227,9 +227,18 @@ def test_calibrate_writes_profile_and_report(tmp_path):
     assert "efficiency" in p.notes
     doc = json.loads(rep.read_text())
     assert doc["fitted"]["summary"]["points"] == 1
-    # refuses to overwrite
-    code, _, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(out))
-    assert code == 2 and "already exists" in err
+    # rerunning the same command into the same folder (runs accumulate) replaces what an earlier
+    # calibrate wrote, and says so
+    code, _, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(out), "--report", str(rep))
+    assert code == 0 and f"replacing {out}" in err and f"replacing {rep}" in err
+    # a file it did not write is never overwritten without --force: the input profile, say
+    before = open(prof).read()
+    code, _, err = run_cli("calibrate", runs, "--hw", prof, "-o", prof)
+    assert code == 2 and "already exists" in err and open(prof).read() == before
+    other = tmp_path / "notes.json"
+    other.write_text('{"mine": 1}')
+    code, _, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(tmp_path / "c2.yaml"), "--report", str(other))
+    assert code == 2 and "already exists" in err and other.read_text() == '{"mine": 1}'
 
 
 # ----------------------------------------------------------------------------- detect
