@@ -24,16 +24,22 @@ _CALIBRATED_MARK = "| calibrated by estimate calibrate on "
 
 
 def _written_by_calibrate(p: Path, is_profile: bool) -> bool:
-    """An output of an earlier `estimate calibrate` (a calibrated profile whose source it wrote,
-    or its JSON report): rerunning the same command into the same folder, as accumulating
-    runs does, replaces it; any other file is never overwritten without --force."""
+    """An output an earlier `estimate calibrate` wrote to this very path (a calibrated profile
+    whose source ends with "written to <this path>", or a report whose `profile_out` and `report`
+    entries say so): rerunning the same command into the same folder, as accumulating runs
+    does, replaces it, keeping the previous one as <name>.prev<suffix>. A copy elsewhere, or
+    any other file, is never overwritten without --force."""
+    from . import hardware
+
+    where = str(p.resolve())
     try:
-        text = p.read_text(errors="replace")[:200_000]
-    except OSError:
+        if is_profile:
+            src = " ".join(hardware.load_profile(str(p)).source.split())
+            return _CALIBRATED_MARK in src and src.endswith(f"; written to {where})")
+        doc = json.loads(p.read_text())
+        return isinstance(doc, dict) and doc.get("report_path") == where and "fitted" in doc
+    except (UserError, OSError, ValueError):
         return False
-    if is_profile:
-        return _CALIBRATED_MARK in " ".join(text.split())
-    return '"fitted"' in text and '"cross_validation"' in text
 
 def _console():
     from rich.console import Console
@@ -188,6 +194,7 @@ def calibrate_command(
     out = output.expanduser()
     report = report.expanduser() if report is not None else None
     replace = force
+    backups: list[Path] = []  # earlier calibrate outputs at these paths: kept as .prev when replaced
     for p in (out, report):
         if p is None:
             continue
@@ -196,7 +203,7 @@ def calibrate_command(
         if p.exists() and not force and not _written_by_calibrate(p, p is out):
             raise UserError(f"{p}: already exists (not overwritten; pass --force to replace it)")
         if p.exists() and not force:
-            sys.stderr.write(f"estimate: replacing {p}, written by an earlier `estimate calibrate`\n")
+            backups.append(p)
             replace = True
         if not p.parent.is_dir():
             raise UserError(f"{p}: directory {p.parent} does not exist")
@@ -249,7 +256,8 @@ def calibrate_command(
     host = docs[0][1]["host"]
     eff = cal.params_dict(fr.params, fr, profile)
     source = (f"{profile.source.strip()} {_CALIBRATED_MARK}{len(data.files)} result files "
-              f"({', '.join(f'{k}: batches {v}' for k, v in batches.items())}; {precision}; host {host.get('hostname')})")
+              f"({', '.join(f'{k}: batches {v}' for k, v in batches.items())}; {precision}; host {host.get('hostname')}"
+              f"; written to {out.resolve()})")
     notes = {
         "efficiency": (f"fitted (bounded least squares, relative residuals) to {counts['layer_groups']} per-layer group "
                        f"times and {counts['configurations']} end-to-end p50 latencies of {counts['models']} "
@@ -283,6 +291,10 @@ def calibrate_command(
     }
     calibrated = cal.apply_params(profile, fr.params, fr.fitted_classes, source=source, notes=notes,
                                   overhead_classes=fr.overhead_classes)
+    for p in backups:  # the fit succeeded: now keep the previous outputs aside
+        prev = p.with_name(f"{p.stem}.prev{p.suffix}")
+        p.replace(prev)
+        sys.stderr.write(f"estimate: replacing {p}, written by an earlier `estimate calibrate` (kept as {prev})\n")
     hardware.dump_profile(calibrated, out, overwrite=replace)
     doc = rep.to_dict()
     if test_data is not None:
@@ -295,7 +307,8 @@ def calibrate_command(
                                         "points_runs_median": cal.median_of_runs(p_before)}}
     doc["left_out_as_disturbed"] = list(data.skipped) + (list(test_data.skipped) if test_data is not None else [])
     doc["max_other_busy_pct"] = max_other_busy
-    doc.update({"profile_in": hw, "profile_out": str(out), "precision": precision, "files": list(data.files),
+    doc.update({"profile_in": hw, "profile_out": str(out), "report_path": str(report.resolve()) if report else None,
+                "precision": precision, "files": list(data.files),
                 "counts": counts, "batches": batches})
     if report is not None:
         tmp = report.with_name(f".{report.name}.tmp")

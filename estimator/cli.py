@@ -180,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--version"]:
         from . import __version__
 
-        typer.echo(f"estimate {__version__}")
-        return finish(0, argv)
+        return finish(guarded(lambda: typer.echo(f"estimate {__version__}") or 0), argv)
 
     def run() -> int:
         nonlocal args

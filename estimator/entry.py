@@ -13,6 +13,7 @@ that the two accept the same options with the same meaning.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Any, Callable
@@ -43,8 +44,11 @@ FORMATS = ("table", "json", "csv", "markdown")
 def parse_analyze(args: list[str]) -> dict[str, Any] | None:
     """The keywords of analyze_cli.run for `[analyze] MODEL [options]`, or None when the
     arguments are anything else (then the typer application handles them)."""
-    if args[:1] == ["analyze"]:
+    explicit = args[:1] == ["analyze"]
+    if explicit:
         args = args[1:]
+    if not args or args[0].startswith("-"):
+        return None  # options before MODEL: the full parser says what it makes of them
     kw: dict[str, Any] = {"model": None, "hw": None, "batch": None, "input_": [], "resolution": None,
                           "seq_len": None, "precision": None, "winograd": None, "layers": False,
                           "fmt": "table", "plot": None}
@@ -55,7 +59,7 @@ def parse_analyze(args: list[str]) -> dict[str, Any] | None:
         if a == "--":
             return None
         if a.startswith("-") and a != "-":
-            flag, eq, val = a.partition("=")
+            flag, eq, val = a.partition("=") if a.startswith("--") else (a, "", "")
             spec = ANALYZE_OPTIONS.get(flag)
             if spec is None:
                 return None
@@ -91,7 +95,7 @@ def parse_analyze(args: list[str]) -> dict[str, Any] | None:
         i += 1
     if kw["model"] is None or kw["fmt"] not in FORMATS:
         return None
-    if kw["model"] in COMMANDS and args[:1] != ["analyze"] and not os.path.exists(kw["model"]):
+    if kw["model"] in COMMANDS and not explicit and not os.path.exists(kw["model"]):
         return None
     kw["input_"] = kw["input_"] or None
     return kw
@@ -138,18 +142,30 @@ def guarded(fn: Callable[[], int], other: Callable[[Exception], int | None] | No
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:
+        if e.errno in _WRITE_FAILURES:  # writing the output failed (disk full, a file size limit)
+            sys.stderr.write(f"estimate: error: cannot write the output: {e.strerror or e}\n")
+            return 2
+        return _other(e, other)
     except MemoryError:
         sys.stderr.write("estimate: error: out of memory (is an input dim absurd?)\n")
         return 2
     except Exception as e:
-        code = other(e) if other is not None else None
-        if code is None:  # a bug: one line, the traceback only on request
-            if os.environ.get("ESTIMATE_TRACEBACK"):
-                raise
-            sys.stderr.write(f"estimate: internal error: {type(e).__name__}: {e} "
-                             "(set ESTIMATE_TRACEBACK=1 for the traceback; please report)\n")
-            code = 1
-        return code
+        return _other(e, other)
+
+
+_WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EFBIG, errno.EIO, errno.EDQUOT})
+
+
+def _other(e: Exception, other: Callable[[Exception], int | None] | None) -> int:
+    code = other(e) if other is not None else None
+    if code is None:  # a bug: one line, the traceback only on request
+        if os.environ.get("ESTIMATE_TRACEBACK"):
+            raise e
+        sys.stderr.write(f"estimate: internal error: {type(e).__name__}: {e} "
+                         "(set ESTIMATE_TRACEBACK=1 for the traceback; please report)\n")
+        code = 1
+    return code
 
 
 def finish(code: int, argv: list[str] | None, fast_exit: bool = False) -> int:
@@ -165,6 +181,10 @@ def finish(code: int, argv: list[str] | None, fast_exit: bool = False) -> int:
         except BrokenPipeError:  # `estimate ... | head`: the reader left; not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             code = 0 if code in (0, 1) else code
+        except OSError as e:  # disk full, file size limit: one line, and the output is not complete
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.stderr.write(f"estimate: error: cannot write the output: {e.strerror or e}\n")
+            code = 2
         if fast_exit:
             try:
                 sys.stderr.flush()

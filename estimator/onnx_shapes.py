@@ -343,10 +343,22 @@ class _Completer:
 # ----------------------------------------------------------------------------- evaluation
 
 
+# Ops whose output can be larger than the broadcast of their inputs for reasons the bound
+# below does not compute (padding, resizing, contractions, one-hot): evaluated only when the
+# product of their input sizes is within the limit.
+_GROWING_OPS = frozenset({"Pad", "Resize", "Upsample", "OneHot", "MatMul", "Gemm", "Einsum", "ConvTranspose",
+                          "CenterCropPad", "Conv", "MatMulInteger", "Trilu", "EyeLike", "DFT", "STFT", "Col2Im"})
+
+
 def _out_elems_bound(op: str, values: list[np.ndarray | None]) -> int | None:
-    """Output elements of ops whose output size is set by a value (ConstantOfShape, Expand,
-    Tile, Range), before evaluating them; 0 for the others (bounded by their inputs)."""
+    """An upper bound of the output elements, before evaluating (None: unknown): set by a
+    value for ConstantOfShape, Expand, Tile and Range; the product of the inputs' sizes for
+    ops that grow (Pad, MatMul, OneHot, ...); the numpy broadcast of the inputs for the rest
+    (element-wise ops on two small vectors can make a large matrix: a mask from Range)."""
     try:
+        present = [np.asarray(v) for v in values if v is not None]
+        if op in _GROWING_OPS:
+            return int(np.prod([max(v.size, 1) for v in present], dtype=np.float64)) if present else 0
         if op == "ConstantOfShape":
             return int(np.prod(values[0])) if values[0] is not None else None
         if op == "Expand":
@@ -356,9 +368,12 @@ def _out_elems_bound(op: str, values: list[np.ndarray | None]) -> int | None:
         if op == "Range":
             s, lim, d = (float(np.asarray(v).reshape(-1)[0]) for v in values[:3])
             return max(int(np.ceil((lim - s) / d)), 0) if d else None
+        try:
+            return int(np.prod(np.broadcast_shapes(*(v.shape for v in present)))) if present else 0
+        except ValueError:  # not broadcastable (Concat, Gather, Reshape...): at most the inputs together
+            return int(sum(v.size for v in present))
     except Exception:
         return None
-    return 0
 
 
 def _eval_reference(node: onnx.NodeProto, values: list[np.ndarray | None], opset: int) -> list[np.ndarray] | None:

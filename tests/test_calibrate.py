@@ -229,8 +229,15 @@ def test_calibrate_writes_profile_and_report(tmp_path):
     assert doc["fitted"]["summary"]["points"] == 1
     # rerunning the same command into the same folder (runs accumulate) replaces what an earlier
     # calibrate wrote, and says so
+    first = out.read_text()
     code, _, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(out), "--report", str(rep))
     assert code == 0 and f"replacing {out}" in err and f"replacing {rep}" in err
+    assert (tmp_path / "c.prev.yaml").read_text() == first and (tmp_path / "r.prev.json").exists()
+    # a copy of a calibrated profile elsewhere is not this output: refused
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(out.read_text())
+    code, _, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(copy))
+    assert code == 2 and "already exists" in err
     # a file it did not write is never overwritten without --force: the input profile, say
     before = open(prof).read()
     code, _, err = run_cli("calibrate", runs, "--hw", prof, "-o", prof)

@@ -268,6 +268,7 @@ def test_fast_entry_and_typer_give_the_same_output(args):
 @pytest.mark.parametrize("args", [
     ["--help"], ["mobilenetv2", "--help"], ["mobilenetv2", "--bogus"], ["mobilenetv2", "--format", "yaml"],
     ["mobilenetv2", "--seq-len", "x"], ["mobilenetv2", "extra"], ["models"], ["mobilenetv2", "--hw"],
+    ["mobilenetv2", "-b=2"], ["--layers", "mobilenetv2"], ["analyze", "--layers", "mobilenetv2"],
 ])
 def test_fast_entry_leaves_the_rest_to_typer(args):
     from estimator import entry

@@ -356,3 +356,24 @@ def test_corpus_is_there_when_shared_is():
     if not os.path.isdir(shared) and not os.environ.get("ESTIMATE_CORPUS"):
         pytest.skip(f"no ../shared beside the checkout ({os.path.abspath(shared)})")
     assert len(_CASES) == 13, f"{_GT}: expected 13 corpus models, found {len(_CASES)}"
+
+
+def test_static_values_are_bounded_before_they_are_computed():
+    """Two small static vectors can broadcast into a huge matrix (a mask from Range: a
+    16384-long sequence gives 268 M elements): the completion bounds an op's output before
+    evaluating it and leaves such values to shape inference (found in review: 2.1 GB, 3.9 s)."""
+    from estimator.onnx_shapes import EVAL_LIMIT_ELEMS, _out_elems_bound
+
+    r = np.arange(16384, dtype=np.int64)
+    assert _out_elems_bound("Sub", [r[:, None], r[None, :]]) == 16384 * 16384 > EVAL_LIMIT_ELEMS
+    assert _out_elems_bound("MatMul", [np.ones((300, 1)), np.ones((1, 300))]) >= 90000
+    assert _out_elems_bound("Concat", [np.ones(3), np.ones(5)]) == 8
+    b = G()
+    sl = b.op("Squeeze", [b.dim("ids", 1), b.const([0])])
+    rng = b.op("Range", [b.const(0), sl, b.const(1)])
+    mask = b.op("Sub", [b.op("Unsqueeze", [rng, b.const([1])]), b.op("Unsqueeze", [rng, b.const([0])])])
+    y = b.op("Add", [b.op("Cast", [mask], to=TensorProto.FLOAT), "x"])
+    m = b.model([helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 16384]),
+                 helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16384, 16384])], [y])
+    t = costed(m, 1)
+    assert t.totals.max_activation_elems == 16384 * 16384
