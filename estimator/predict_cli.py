@@ -10,7 +10,7 @@ import json
 import math
 import re
 import sys
-from typing import Any, Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
 
 import numpy as np
 from rich.console import Console
@@ -21,6 +21,9 @@ from .analyze import CostTable
 from .errors import UserError
 from .fsutil import ordinary_mode
 from .report import bytes_str, seconds_str, si
+
+if TYPE_CHECKING:  # typer is imported where commands are registered, not on the analysis path
+    import typer
 
 # ----------------------------------------------------------------------------- documents
 

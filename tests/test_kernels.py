@@ -4,7 +4,6 @@ graphs; the profile key `fusion`; and a convolution's bias charged as its epilog
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
