@@ -30,8 +30,8 @@ so a 50 us layer and a 50 ms model count alike):
   the acceptance is about) weighs as much as the layers together.
 
 Bounds: efficiencies in [EFF_MIN, EFF_MAX] (the profile schema allows (0, 10]), overhead in
-[0, OVERHEAD_MAX_S]. The bounded problem is solved by a small projected active-set loop
-(variables that leave their bounds are clamped and the rest re-solved), numpy only.
+[0, OVERHEAD_MAX_S]. Each linearised step is a bounded linear least-squares problem, solved by
+scipy.optimize.lsq_linear (method "bvls").
 A class that carries less than MIN_CLASS_SHARE (2%) of every model's compute time, or whose layers are all
 DRAM-bound at the solution, keeps the input profile's value (the report and notes say so).
 Memory efficiency likewise: when DRAM-bound layers carry less than MIN_CLASS_SHARE of every
@@ -357,34 +357,21 @@ class FitResult:
     memory_kept: bool = False           # too little DRAM-bound time: memory efficiency kept from the input profile
 
 
-def _bvls(A: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, free: np.ndarray,
-          x0: np.ndarray) -> np.ndarray:
+def _bounded_lsq(A: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, free: np.ndarray,
+                 x0: np.ndarray) -> np.ndarray:
     """min ||A x - y|| subject to lo <= x <= hi; variables with free == False stay at x0.
 
-    Projected active-set loop: solve for the free variables, clamp those outside their
-    bounds, re-solve the rest; then release clamped variables whose gradient points inside.
-    """
-    x = x0.copy()
-    n = len(x)
-    clamped = np.zeros(n, dtype=bool)
-    for _ in range(4 * n + 4):
-        act = free & ~clamped
-        rhs = y - A[:, ~act] @ x[~act]
-        if act.any():
-            sol, *_ = np.linalg.lstsq(A[:, act], rhs, rcond=None)
-            x[act] = sol
-        out = act & ((x < lo) | (x > hi))
-        if out.any():
-            x = np.clip(x, lo, hi) * free + x0 * ~free
-            clamped |= out
-            continue
-        # release a clamped variable if moving it inward lowers the residual
-        g = A.T @ (A @ x - y)
-        rel = clamped & (((x <= lo) & (g < 0)) | ((x >= hi) & (g > 0)))
-        if not rel.any():
-            break
-        clamped &= ~rel
-    return np.clip(x, lo, hi) * free + x0 * ~free
+    scipy.optimize.lsq_linear (method "bvls", exact for these small dense problems) on the free
+    columns, with the fixed ones moved to the right-hand side."""
+    from scipy.optimize import lsq_linear
+
+    x = np.clip(x0, lo, hi).astype(float)
+    if not free.any():
+        return x
+    rhs = y - A[:, ~free] @ x[~free]
+    sol = lsq_linear(A[:, free], rhs, bounds=(lo[free], hi[free]), method="bvls")
+    x[free] = np.clip(sol.x, lo[free], hi[free])
+    return x
 
 
 #: Deterministic starting points (efficiency for every compute class, memory efficiency) tried
@@ -482,7 +469,7 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
             # column scaling for conditioning
             scale = np.where(np.abs(A).max(axis=0) > 0, np.abs(A).max(axis=0), 1.0)
             As = A / scale
-            sol = _bvls(As, y, lo * scale, hi * scale, free, theta * scale)
+            sol = _bounded_lsq(As, y, lo * scale, hi * scale, free, theta * scale)
             theta = sol / scale
             branch = np.concatenate(branch_all) if branch_all else np.zeros(0, dtype=bool)
             if prev_branch is not None and np.array_equal(branch, prev_branch):
