@@ -25,7 +25,7 @@ import numpy as np
 
 from . import ops as _ops  # noqa: F401  (registers every cost function)
 from .graph import DTYPE_BYTES, FLOAT_DTYPES, PRECISION_BYTES, Graph, TensorInfo
-from .ops.base import CONTROL_INPUTS, FREE_OPS, OpContext, OpCost, ShapeUnknown, macs_at_least, registered
+from .ops.base import CONTROL_INPUTS, FREE_OPS, kernel_class, OpContext, OpCost, ShapeUnknown, macs_at_least, registered
 
 # Dtypes through which a constant's stored dtype is traced back (weights stored int8 and
 # dequantized, or stored fp16 and cast up, are stored at the narrow type).
@@ -328,7 +328,7 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
         # positional, in the order of LAYER_FIELDS (a keyword call of 31 fields is ~2x slower;
         # tests/test_ops.py checks the order against the dataclass)
         layers.append(LayerCost(
-            node.name, node.op_type, node.domain, cost.kind, cost.layer_class, int(cost.macs),
+            node.name, node.op_type, node.domain, cost.kind, kernel_class(cost.kind, cost.layer_class), int(cost.macs),
             int(cost.non_mac_ops), params, wbytes, wfloat, wother, in_elems, in_bytes, in_float,
             out_elems, float(out_bytes), out_float, out_shape, bool(cost.winograd_candidate), status, note,
             mk, mn, in_fbytes, float(out_fbytes), sh_float, sh_other, kel, kfl, tuple(act_in), tuple(act_out)))

@@ -53,7 +53,7 @@ import numpy as np
 from .analyze import CostTable
 from .errors import UserError
 from .hardware import HardwareProfile, with_overrides
-from .ops.base import LAYER_CLASSES
+from .ops.base import CLASS_PARENT, LAYER_CLASSES
 from .roofline import HwArrays, LayerArrays, evaluate
 
 EFF_MIN = 0.01
@@ -92,6 +92,7 @@ class ModelData:
     name: str
     layers: LayerArrays
     configs: tuple[ConfigObs, ...]
+    sample: str | None = None     # a kernel sample (its kernel class): always fitted, never a reported model
 
 
 @dataclass(frozen=True)
@@ -103,13 +104,24 @@ class Dataset:
 
     @property
     def model_names(self) -> list[str]:
-        return [m.name for m in self.models]
+        """The measured models (kernel samples are not models)."""
+        return [m.name for m in self.models if m.sample is None]
 
     def without(self, model: str) -> "Dataset":
         return Dataset(tuple(m for m in self.models if m.name != model), self.precision, self.files, self.skipped)
 
     def only(self, model: str) -> "Dataset":
         return Dataset(tuple(m for m in self.models if m.name == model), self.precision, self.files, self.skipped)
+
+    def measured(self) -> "Dataset":
+        """The models without the kernel samples."""
+        return Dataset(tuple(m for m in self.models if m.sample is None), self.precision, self.files, self.skipped)
+
+    def samples(self) -> "Dataset":
+        return Dataset(tuple(m for m in self.models if m.sample is not None), self.precision, self.files, self.skipped)
+
+    def with_models(self, other: "Dataset") -> "Dataset":
+        return Dataset(self.models + other.models, self.precision, self.files + other.files, self.skipped + other.skipped)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -188,6 +200,55 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
         raise UserError(f"no usable {precision} configurations in the results (need single-instance runs with a p50)")
     return Dataset(tuple(sorted(models, key=lambda m: m.name)), precision, tuple(dict.fromkeys(e[0] for e in entries)),
                    tuple(skipped))
+
+
+def _embedded(la: LayerArrays) -> LayerArrays:
+    """A sample's layers as if inside a model: detect binds the inputs and the output once and
+    calls the kernel repeatedly, so they stay in the caches when they fit, like the activations
+    between two layers of a model; a model's own inputs and outputs, in contrast, the roofline
+    reads from and writes to DRAM. So each graph input counts as produced by its first consumer
+    and no tensor is a graph output: a tensor then goes to DRAM only when it does not fit."""
+    import dataclasses
+
+    first = la.cons_pad[:, 0] if la.cons_pad.shape[1] else np.full(len(la.producer), -1)
+    n_layers = len(la.names)
+    prod = np.where((la.producer < 0) & (first < n_layers), first, la.producer)
+    return dataclasses.replace(la, producer=prod, is_output=np.zeros_like(la.is_output))
+
+
+def sample_dataset(doc: Mapping, precision: str, *, source: str = "kernel samples",
+                   rules: Sequence | None = None) -> Dataset:
+    """The kernel samples `estimate hw detect` timed (estimator.kernel_samples) as a Dataset:
+    one model per sample, one configuration per timed batch, one layer group holding all of the
+    sample's costed layers (the sample is one kernel, or a kernel and its epilogue)."""
+    from .models import kernel_samples as ks
+    from .analyze import analyze
+    from .onnx_io import load_graph
+
+    if not isinstance(doc, Mapping) or doc.get("schema") != ks.SCHEMA:
+        raise UserError(f"{source}: not a kernel samples file (schema {ks.SCHEMA!r})")
+    if doc.get("schema_version") != ks.SCHEMA_VERSION:
+        raise UserError(f"{source}: kernel samples schema_version {doc.get('schema_version')!r}; this version reads "
+                        f"{ks.SCHEMA_VERSION} (re-run estimate hw detect)")
+    models = []
+    for k, r in enumerate(doc.get("samples") or ()):
+        try:
+            spec, times = r["spec"], r["time_s"]
+            model, _ = ks.build(spec, 1)
+            table = analyze(load_graph(model), precision=precision)
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{source}: samples[{k}] is not a kernel sample this version can rebuild ({e})") from None
+        la = _embedded(LayerArrays.from_table(table, rules=rules))
+        members = tuple(i for i, l in enumerate(table.layers) if l.kind != "view")
+        head = table.layers[members[0]].name
+        cfgs = tuple(ConfigObs(file=source, model=f"kernel {r['id']}", batch=int(b), precision=precision,
+                               measured_s=float(t), groups=((head, float(t), members),))
+                     for b, t in sorted(times.items(), key=lambda kv: int(kv[0])) if float(t) > 0)
+        if cfgs:
+            models.append(ModelData(name=f"kernel {r['id']}", layers=la, configs=cfgs, sample=str(spec["class"])))
+    if not models:
+        raise UserError(f"{source}: no kernel samples with a measured time")
+    return Dataset(tuple(models), precision, (source,))
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -355,6 +416,7 @@ class FitResult:
     residual_rms: float                 # of the relative (weighted) residuals
     overhead_classes: tuple[str, ...] = ()  # classes whose overhead was fitted
     memory_kept: bool = False           # too little DRAM-bound time: memory efficiency kept from the input profile
+    tied: tuple[tuple[str, str], ...] = ()  # (class, parent): too little data of its own, follows its parent
 
 
 def _bounded_lsq(A: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, free: np.ndarray,
@@ -417,7 +479,27 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
         np.add.at(n_layers, b.cls[b.costed], 1)
     ov_free = n_layers >= MIN_OVERHEAD_LAYERS
     has_act = any(b.act.any() for b in bases)
+    # a finer class with too little data of its own follows its parent (ops.base.CLASS_PARENT):
+    # its layers share the parent's column, so the parent's fitted figure, not the input
+    # profile's, applies to them
+    eff_col, ov_col = np.arange(nC), np.arange(nC)
+    tied: dict[str, str] = {}
+    for child, parent in CLASS_PARENT.items():
+        ci, pi = LAYER_CLASSES.index(child), LAYER_CLASSES.index(parent)
+        if not major[ci] and major[pi]:
+            eff_col[ci] = pi
+            tied[child] = parent
+        if not ov_free[ci] and ov_free[pi]:
+            ov_col[ci] = pi
+            tied[child] = parent
     free = np.r_[major, True, ov_free, has_act]
+
+    def untie(th: np.ndarray) -> np.ndarray:
+        th = th.copy()
+        th[:nC] = th[eff_col]
+        th[nC + 1:2 * nC + 1] = th[nC + 1 + ov_col]
+        return th
+
     lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, np.zeros(nC), 0.0]
     hi = np.r_[np.full(nC, 1.0 / EFF_MIN), 1.0 / EFF_MIN, np.full(nC, OVERHEAD_MAX_S), 1.0 / ONCHIP_MIN_BPS]
     theta = np.clip(np.where(free, start.vector(), prior.vector()), lo, hi)
@@ -441,10 +523,10 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
                     # per-layer design rows (L, nP)
                     R = np.zeros((len(b.cls), nP))
                     idx = np.arange(len(b.cls))
-                    R[idx[is_comp], b.cls[is_comp]] = comp0[is_comp]
+                    R[idx[is_comp], eff_col[b.cls[is_comp]]] = comp0[is_comp]
                     R[idx[is_comp], S_COL] = act0[is_comp]
                     R[idx[~is_comp], nC] = mem0[~is_comp]
-                    R[idx, nC + 1 + b.cls] = b.costed * npass
+                    R[idx, nC + 1 + ov_col[b.cls]] = b.costed * npass
                     n_groups = 0
                     if use_layers:
                         for _, t, members in c.groups:
@@ -470,7 +552,7 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
             scale = np.where(np.abs(A).max(axis=0) > 0, np.abs(A).max(axis=0), 1.0)
             As = A / scale
             sol = _bounded_lsq(As, y, lo * scale, hi * scale, free, theta * scale)
-            theta = sol / scale
+            theta = untie(sol / scale)
             branch = np.concatenate(branch_all) if branch_all else np.zeros(0, dtype=bool)
             if prev_branch is not None and np.array_equal(branch, prev_branch):
                 converged = True
@@ -510,11 +592,13 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
             bound[np.unique(b.cls[is_comp])] = True
     keep = free[:nC] & bound
     theta[:nC] = np.where(keep, theta[:nC], np.clip(prior.x_class, lo[:nC], hi[:nC]))
+    keep = keep | keep[eff_col]        # tied children follow what their parent kept
+    theta = untie(theta)
     rms = _true_rms(data, bases, Params.from_vector(theta), use_layers, use_e2e)
     fitted = tuple(c for c, k in zip(LAYER_CLASSES, keep) if k)
-    ov_fitted = tuple(c for c, k in zip(LAYER_CLASSES, ov_free) if k)
+    ov_fitted = tuple(c for c, k in zip(LAYER_CLASSES, ov_free[ov_col]) if k)
     return FitResult(Params.from_vector(theta), fitted, it, converged, rows_l, rows_e, rms, ov_fitted,
-                     memory_kept=mem_kept)
+                     memory_kept=mem_kept, tied=tuple(sorted(tied.items())))
 
 
 def _dram_bound(data: Dataset, bases, p: Params) -> bool:
@@ -651,6 +735,7 @@ class Report:
     params: dict
     cv_params: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    samples: dict = field(default_factory=dict)   # kernel class -> error of the kernel samples (sample_errors)
 
     def to_dict(self) -> dict:
         return {"schema": "estimate-calibration-report", "schema_version": "1.0", "params": self.params,
@@ -661,6 +746,7 @@ class Report:
                 "cross_validation": {"method": "leave-one-model-out", "summary": self.cv, "points": self.points_cv,
                                      "points_runs_median": median_of_runs(self.points_cv),
                                      "params_by_held_out_model": self.cv_params},
+                "kernel_samples": self.samples,
                 "notes": self.notes}
 
 
@@ -683,13 +769,14 @@ def calibrate(data: Dataset, profile: HardwareProfile, *, cross_validate: bool =
     """Fit on all models; report errors before, after, and under leave-one-model-out CV."""
     fr = fit(data, profile)
     fitted_profile = apply_params(profile, fr.params, fr.fitted_classes, overhead_classes=fr.overhead_classes)
-    pts_fit = predict_dataset(data, fitted_profile)
-    pts_before = predict_dataset(data, profile)
+    measured = data.measured()
+    pts_fit = predict_dataset(measured, fitted_profile)
+    pts_before = predict_dataset(measured, profile)
     pts_cv: list[dict] = []
     cv_params: dict = {}
     notes: list[str] = []
-    if cross_validate and len(data.models) > 1:
-        for m in data.models:
+    if cross_validate and len(measured.models) > 1:
+        for m in measured.models:
             train = data.without(m.name)
             f = fit(train, profile)
             cv_params[m.name] = params_dict(f.params, f, profile)
@@ -705,10 +792,32 @@ def calibrate(data: Dataset, profile: HardwareProfile, *, cross_validate: bool =
         notes.append("cross-validation needs results of at least two models")
     rep = Report(fitted=error_stats(pts_fit), before=error_stats(pts_before), cv=error_stats(pts_cv),
                  points_fitted=_per_point(pts_fit), points_before=_per_point(pts_before), points_cv=_per_point(pts_cv),
-                 params=params_dict(fr.params, fr, profile), cv_params=cv_params, notes=notes)
+                 params=params_dict(fr.params, fr, profile), cv_params=cv_params, notes=notes,
+                 samples=sample_errors(data.samples(), profile, fitted_profile))
     if not fr.converged:
         rep.notes.append(f"the branch assignment did not settle in {fr.iterations} passes; the last solution is used")
     return fr, rep
+
+
+def sample_errors(samples: Dataset, before: HardwareProfile, after: HardwareProfile) -> dict:
+    """Per kernel class: how many samples, and the median and worst |error| of their predicted
+    times, with the input profile and with the fitted one (an in-sample figure: the samples are
+    always fitted)."""
+    if not samples.models:
+        return {}
+    out: dict[str, dict] = {}
+    errs = {"before": predict_dataset(samples, before), "fitted": predict_dataset(samples, after)}
+    cls = {m.name: m.sample for m in samples.models}
+    for which, pts in errs.items():
+        by: dict[str, list[float]] = {}
+        for p in pts:
+            by.setdefault(cls[p["model"]], []).append(abs(p["error"]))
+        for c, e in by.items():
+            d = out.setdefault(c, {"points": len(e)})
+            d[f"{which}_median_abs_error"] = float(np.median(e))
+            d[f"{which}_within_10pct"] = float(np.mean(np.array(e) <= 0.10))
+            d[f"{which}_worst_abs_error"] = float(max(e))
+    return dict(sorted(out.items(), key=lambda kv: LAYER_CLASSES.index(kv[0]) if kv[0] in LAYER_CLASSES else 99))
 
 
 def evaluate_on(data: Dataset, profile: HardwareProfile) -> tuple[dict, list[dict]]:

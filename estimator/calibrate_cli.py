@@ -53,15 +53,20 @@ def detect_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing file."),
     quick: bool = typer.Option(False, "--quick", help="Small problems and short runs (a few seconds; rough figures)."),
     threads: Optional[int] = typer.Option(None, "--threads", "-t", help="Threads for the kernel benchmarks (default: usable cores, as `estimate validate`)."),
+    kernels: bool = typer.Option(True, "--kernels/--no-kernels", help="Also time the kernel samples (about 150 "
+                                 "single-kernel graphs over realistic shapes, ~1 minute; --quick: a third) that "
+                                 "`estimate calibrate` fits every kernel class from; written next to the profile as NAME.kernels.json."),
 ) -> None:
     """Measure this host (onnxruntime GEMM/Conv rates, on-chip bandwidth from two 1x1 Convs,
-    element-wise rate, STREAM-like DRAM bandwidth; caches and SIMD flags from /proc and /sys) and
-    write it as a hardware profile."""
+    element-wise rate, STREAM-like DRAM bandwidth; caches and SIMD flags from /proc and /sys;
+    and a sampled set of single kernels per kernel class) and write it as a hardware profile."""
     from . import hardware
 
     target = output.expanduser()
-    if target.exists() and not force:
-        raise UserError(f"{target}: already exists (not overwritten; pass --force to replace it)")
+    samples_path = target.with_name(target.stem + ".kernels.json")
+    for t in (target, samples_path) if kernels else (target,):
+        if t.exists() and not force:
+            raise UserError(f"{t}: already exists (not overwritten; pass --force to replace it)")
     if not target.parent.is_dir():
         raise UserError(f"{target}: directory {target.parent} does not exist")
     if threads is not None and threads < 1:
@@ -72,7 +77,23 @@ def detect_command(
         raise UserError(f"hw detect needs onnxruntime ({e}); pip install onnxruntime") from None
     argv = "estimate hw detect" + (" --quick" if quick else "")
     d = det.detect(quick=quick, threads=threads)
-    profile = hardware.profile_from_dict(det.profile_dict(d, argv), origin=str(target))
+    pdict = det.profile_dict(d, argv)
+    if kernels:
+        def progress(i, n):
+            if sys.stderr.isatty():
+                print(f"\rkernel samples {i}/{n}", end="" if i < n else "\n", file=sys.stderr, flush=True)
+        samples = det.measure_kernel_samples(d.threads, quick=quick, progress=progress)
+        samples["host"] = {"hostname": d.hostname, "cpu": d.cpu_model, "date": d.date, "ort_version": d.ort_version}
+        pdict["kernel_samples"] = samples_path.name
+        pdict["notes"]["kernel_samples"] = (
+            f"{len(samples['samples'])} single-kernel graphs (models/kernel_samples.py) timed at batches "
+            f"{', '.join(map(str, samples['batches']))}: {samples['timing']}; `estimate calibrate` fits every kernel "
+            "class from them (with any whole-model results)")
+    profile = hardware.profile_from_dict(pdict, origin=str(target))
+    if kernels:
+        from .fsutil import atomic_write_text
+
+        atomic_write_text(samples_path, json.dumps(samples, indent=1) + "\n", overwrite=True)
     hardware.dump_profile(profile, target, overwrite=force)
     m = d.measurements
     con = _console()
@@ -85,6 +106,9 @@ def detect_command(
     typer.echo(f"  on-chip bandwidth   {bw:10.4g} B/s    (derived from the two 1x1 Convs)" if bw else
                "  on-chip bandwidth   not derived (the two 1x1 Convs gave no physical split; see the notes)")
     typer.echo(f"  sram_bytes (LLC) {profile.sram_bytes}, load average before {d.load_before}")
+    if kernels:
+        typer.echo(f"  kernel samples      {len(samples['samples'])} kernels x {len(samples['batches'])} batches, "
+                   f"written to {samples_path}")
     for w in det.disturbance_warnings(d):
         typer.echo(f"warning: {w}", err=True)
 
@@ -150,6 +174,26 @@ def _model_table(file: str, doc: dict, precision: str, cache: dict):
     return table
 
 
+def _kernel_samples(profile, hw: str, precision: str, rules):
+    """The kernel samples file a detected profile names, as a calibration Dataset."""
+    from . import calibrate as cal
+
+    path = Path(profile.kernel_samples_path())
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"{hw}: kernel_samples: cannot read {path} ({e.strerror}); re-run estimate hw detect, or pass "
+                        "--no-kernel-samples") from None
+    except ValueError as e:
+        raise UserError(f"{path}: not a readable kernel samples JSON ({e})") from None
+    hostname, cpu = cal.host_identity(profile.source)
+    h = doc.get("host") if isinstance(doc, dict) else None
+    if hostname is not None and isinstance(h, dict) and h.get("hostname") not in (None, hostname):
+        raise UserError(f"{path}: kernel samples timed on host '{h.get('hostname')}' but profile {hw} describes "
+                        f"host '{hostname}'")
+    return cal.sample_dataset(doc, precision, source=str(path), rules=rules)
+
+
 def _check_host(profile, docs: list[tuple[str, dict]], hw: str) -> None:
     from .calibrate import host_identity
 
@@ -178,6 +222,8 @@ def calibrate_command(
     fmt: str = typer.Option("table", "--format", "-f", help="table | json | markdown (the report on stdout)."),
     max_other_busy: float = typer.Option(20.0, "--max-other-busy", help="Leave out configurations during whose timed runs "
                                          "other processes used more than this % of the host (disturbed); 100 keeps all."),
+    use_samples: bool = typer.Option(True, "--kernel-samples/--no-kernel-samples", help="Fit the kernel samples the "
+                                     "profile names (key kernel_samples, written by `estimate hw detect`) with the results."),
     test: Optional[List[str]] = typer.Option(None, "--test", help="Result files or directories NOT used in the fit: "
                                               "their error with the calibrated profile is reported (repeatable)."),
 ) -> None:
@@ -243,16 +289,24 @@ def calibrate_command(
     if test_docs:
         test_data = cal.build_dataset([(f, d, _model_table(f, d, precision, cache)) for f, d in test_docs], precision,
                                       max_other_busy_pct=max_other_busy, rules=rules)
+    n_samples = 0
+    if use_samples and profile.kernel_samples is not None:
+        sdata = _kernel_samples(profile, hw, precision, rules)
+        n_samples = len(sdata.models)
+        data = data.with_models(sdata)
     fr, rep = cal.calibrate(data, profile, cross_validate=cv)
+    if use_samples and profile.kernel_samples is None:
+        rep.notes.append(f"profile {hw} names no kernel samples (key kernel_samples; `estimate hw detect` writes them): "
+                         "fitted on the whole-model results alone, so classes they lack keep the input profile's figures")
     if held:
         rep.notes.append(f"{len(held)} result file(s) given both to fit and to --test were held out of the fit: "
                          + ", ".join(Path(f).name for f in held))
-    if len(data.models) < 2:
+    if len(data.model_names) < 2:
         rep.notes.append("fitted on one model: its layers cannot separate per-layer overheads, efficiencies and the "
                          "on-chip cost well (they trade off), so predictions for other models may be worse than "
                          "uncalibrated; fit on several models (docs/calibration.md)")
     counts = dict(data.counts, layer_groups=fr.rows_layer)
-    batches = {m.name: sorted({c.batch for c in m.configs}) for m in data.models}
+    batches = {m.name: sorted({c.batch for c in m.configs}) for m in data.measured().models}
     host = docs[0][1]["host"]
     eff = cal.params_dict(fr.params, fr, profile)
     source = (f"{profile.source.strip()} {_CALIBRATED_MARK}{len(data.files)} result files "
@@ -260,8 +314,9 @@ def calibrate_command(
               f"; written to {out.resolve()})")
     notes = {
         "efficiency": (f"fitted (bounded least squares, relative residuals) to {counts['layer_groups']} per-layer group "
-                       f"times and {counts['configurations']} end-to-end p50 latencies of {counts['models']} "
-                       f"model{'s' if counts['models'] != 1 else ''} "
+                       f"times and {counts['configurations']} end-to-end p50 latencies of {len(data.model_names)} "
+                       f"model{'s' if len(data.model_names) != 1 else ''} "
+                       + (f"and {n_samples} kernel samples ({profile.kernel_samples}) " if n_samples else "") +
                        f"({', '.join(data.model_names)}); classes fitted: {', '.join(fr.fitted_classes)} (others kept from "
                        f"the input profile); files: {', '.join(Path(f).name for f in data.files)}; "
                        f"fit error: end-to-end median |error| {_pct(rep.fitted['e2e_median_abs_error'])}, "
@@ -291,6 +346,8 @@ def calibrate_command(
     }
     calibrated = cal.apply_params(profile, fr.params, fr.fitted_classes, source=source, notes=notes,
                                   overhead_classes=fr.overhead_classes)
+    if calibrated.kernel_samples is not None:   # fitted in; a relative name would not hold elsewhere
+        calibrated = hardware.with_overrides(calibrated, kernel_samples=None)
     for p in backups:  # the fit succeeded: now keep the previous outputs aside
         prev = p.with_name(f"{p.stem}.prev{p.suffix}")
         p.replace(prev)

@@ -40,16 +40,9 @@ SCHEMA_VERSION = 1
 #: Precisions a profile may rate, in the canonical order used for output.
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
 
-#: Layer classes an efficiency may be given for (``efficiency.by_layer_class``).
-LAYER_CLASSES: tuple[str, ...] = (
-    "conv3x3",
-    "conv1x1",
-    "conv_other",
-    "depthwise",
-    "gemm",
-    "elementwise",
-    "other",
-)
+#: Kernel classes an efficiency or overhead may be given for (``efficiency.by_layer_class``); a
+#: class without an entry takes its parent's (CLASS_PARENT), then the profile-wide value.
+from .ops.base import CLASS_PARENT, LAYER_CLASSES  # noqa: E402  (one definition, in the cost model)
 
 WINOGRAD_TILES: tuple[int, ...] = (2, 4)
 WINOGRAD_WEIGHTS: tuple[str, ...] = ("transformed", "expand_on_load")
@@ -89,6 +82,7 @@ _TOP_KEYS: dict[str, str] = {
     "efficiency": "compute / memory multipliers",
     "winograd": "tile and weights",
     "fusion": "the fusion rules grouping layers into kernels: rule names or {name, head, then}",
+    "kernel_samples": "file name of the kernel samples `estimate hw detect` timed (next to the profile)",
     "energy": "joules per MAC and per DRAM byte",
     "notes": "key -> text",
 }
@@ -189,7 +183,10 @@ class Efficiency:
             raise ValueError(
                 f"unknown layer class {layer_class!r}; known: {', '.join(LAYER_CLASSES)}"
             )
-        return float(self.by_layer_class.get(layer_class, self.compute))
+        by = self.by_layer_class
+        if layer_class in by:
+            return float(by[layer_class])
+        return float(by.get(CLASS_PARENT.get(layer_class, layer_class), self.compute))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,9 +240,18 @@ class HardwareProfile:
     efficiency: Efficiency = field(default_factory=Efficiency)
     winograd: Winograd | None = None
     fusion: tuple | None = None       # fusion rules (names or kernels.Rule); None: the kind's defaults
+    kernel_samples: str | None = None  # the samples file detect wrote, relative to the profile's folder
     energy: Energy | None = None
     notes: FrozenMap = field(default_factory=FrozenMap)
     origin: str = field(default="", compare=False, repr=False)
+
+    def kernel_samples_path(self) -> str | None:
+        """The kernel samples file, resolved against the folder of the file the profile was
+        read from (None if the profile names none)."""
+        if self.kernel_samples is None:
+            return None
+        base = os.path.dirname(self.origin) if self.origin and os.path.isfile(self.origin) else "."
+        return os.path.join(base, self.kernel_samples)
 
     def fusion_rules(self) -> tuple:
         """The kernels.Rule list that groups this device's layers into kernels."""
@@ -256,7 +262,10 @@ class HardwareProfile:
     def overhead_for(self, layer_class: str) -> float:
         """Fixed time per layer of a class: ``layer_overhead_by_class_s`` entry, else
         ``layer_overhead_s``."""
-        return float(self.layer_overhead_by_class_s.get(layer_class, self.layer_overhead_s))
+        by = self.layer_overhead_by_class_s
+        if layer_class in by:
+            return float(by[layer_class])
+        return float(by.get(CLASS_PARENT.get(layer_class, layer_class), self.layer_overhead_s))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layer_overhead_by_class_s", _frozen(self.layer_overhead_by_class_s))
@@ -575,6 +584,8 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
         if not isinstance(rules, list):
             _fail(origin, "fusion", f"expected a list of fusion rules (known names: {', '.join(kernels.RULES)})")
         fields["fusion"] = tuple(kernels.parse_rule(f"{origin}: fusion[{k}]", r) for k, r in enumerate(rules))
+    if "kernel_samples" in data:
+        fields["kernel_samples"] = _text(origin, "kernel_samples", data["kernel_samples"], single_line=True)
     if "layer_overhead_by_class_s" in data:
         by = _mapping(origin, "layer_overhead_by_class_s", data["layer_overhead_by_class_s"],
                       "layer class -> seconds per layer")
@@ -718,6 +729,8 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
         from . import kernels
 
         out["fusion"] = [kernels.rule_to_data(r) for r in p.fusion]
+    if p.kernel_samples is not None:
+        out["kernel_samples"] = p.kernel_samples
     if p.energy is not None:
         energy: dict[str, Any] = {}
         if p.energy.per_mac_j:

@@ -178,8 +178,12 @@ class LayerArrays:
                 fused_in[t_] = True
         # the non-MAC work of a convolution or Gemm node (its bias, alpha/beta, fused activation)
         # is its epilogue, applied while the output tile is in registers: not a separate pass
-        non_mac = np.array([0.0 if l.op_type in kernels.EPILOGUE_IN_NODE else l.non_mac_ops for l in layers],
-                           dtype=np.float64)
+        # a data-movement kernel (Concat, Transpose, Slice, ...) does no arithmetic; its work is
+        # the elements it reads and writes, timed at the element-wise rate like an operation each
+        # (scaled by the data class's efficiency): without it an in-cache copy would cost nothing
+        non_mac = np.array([0.0 if l.op_type in kernels.EPILOGUE_IN_NODE else
+                            float(l.input_elems + l.output_elems) if l.layer_class == "data" and l.kind == "data" else
+                            l.non_mac_ops for l in layers], dtype=np.float64)
         return cls(
             names=tuple(l.name for l in layers), op_types=tuple(l.op_type for l in layers),
             macs=np.array([l.macs for l in layers], dtype=np.float64),

@@ -97,14 +97,18 @@ def test_round_trip_recovers_known_factors(synthetic):
     assert fr.converged
     eff = fr.params.efficiencies()
     # bert-base's GEMMs pin gemm (the CNNs' classifiers alone are memory-bound and would not)
-    for c in ("conv3x3", "conv1x1", "depthwise", "elementwise", "conv_other", "gemm"):
+    for c in ("conv3x3", "conv1x1", "depthwise", "elementwise", "conv_other", "gemm", "norm", "pool", "data",
+              "gemv"):
         assert c in fr.fitted_classes
         assert eff[c] == pytest.approx(truth.efficiency.compute_for(c), rel=0.01), c
     assert 1 / fr.params.x_mem == pytest.approx(0.6, rel=0.01)
     # per-class overheads: a 20 us overhead next to layers of 100 us..ms is less well pinned
     # than the efficiencies: within 2%
     ov = fr.params.overheads()
-    for c in fr.overhead_classes:
+    # bert-base's attention matmuls run as one-sample passes at every batch (time exactly
+    # proportional to the batch), so their efficiency and overhead are confounded: only their
+    # sum is pinned (the predicted times below check it)
+    for c in set(fr.overhead_classes) - {"attention"}:
         assert ov[c] == pytest.approx(2e-5, rel=0.02), c
     assert {"conv3x3", "conv1x1", "depthwise", "elementwise"} <= set(fr.overhead_classes)
     # the calibrated profile predicts the fake measurements
@@ -262,6 +266,12 @@ def test_detect_quick_writes_a_loadable_profile(tmp_path):
     assert "last-level cache" in p.notes["sram_bytes"]
     hostname, _ = cal.host_identity(p.source)
     assert hostname
+    # the kernel samples, next to the profile, named by it, readable by calibrate
+    assert p.kernel_samples == "host.kernels.json" and (tmp_path / "host.kernels.json").is_file()
+    samples = json.loads((tmp_path / "host.kernels.json").read_text())
+    assert samples["host"]["hostname"] == hostname and samples["samples"]
+    data = cal.sample_dataset(samples, "fp32")
+    assert data.samples().models and all(c.measured_s > 0 for m in data.models for c in m.configs)
     before = out.read_text()
     code, _, err = run_cli("hw", "detect", "-o", str(out), "--quick")
     assert code == 2 and "already exists" in err

@@ -147,3 +147,43 @@ def test_rules_change_predictions_as_stated():
     assert fused.latency_s[0] < plain.latency_s[0]
     conv = 8 * 8 * 8 * 8 / 1e9  # MACs / peak: the conv alone
     assert fused.latency_s[0] == pytest.approx(conv, rel=1e-6)
+
+
+def test_kernel_classes_of_a_hand_built_graph():
+    """The finer kernel classes (docs/roofline.md): a batch-1 classifier Gemm is gemv, a MatMul of
+    two activations is attention, a MatMul with a weight over 8 rows is gemm; pooling, reduce,
+    normalization and data movement are their own classes; a class a profile does not name takes
+    its parent's figures."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from estimator import hardware
+    from estimator.analyze import analyze as analyze_graph
+    from estimator.onnx_io import load_graph
+    from estimator.ops.base import CLASS_PARENT
+
+    f = TensorProto.FLOAT
+    w = numpy_helper.from_array(np.ones((16, 16), np.float32), "W")
+    g = numpy_helper.from_array(np.ones((16,), np.float32), "G")
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["h"], name="proj"),              # (8,16) @ weight
+        helper.make_node("Transpose", ["h"], ["ht"], perm=[1, 0], name="tr"),
+        helper.make_node("MatMul", ["h", "ht"], ["s"], name="scores"),           # activations only
+        helper.make_node("LayerNormalization", ["h", "G"], ["n"], axis=-1, name="ln"),
+        helper.make_node("ReduceMean", ["n"], ["r"], axes=[0], keepdims=1, name="pool"),
+        helper.make_node("Gemm", ["r", "W"], ["y"], name="head"),               # (1,16): one row
+    ]
+    graph = helper.make_graph(nodes, "classes", [helper.make_tensor_value_info("x", f, [8, 16])],
+                              [helper.make_tensor_value_info("s", f, [8, 8]), helper.make_tensor_value_info("y", f, [1, 16])],
+                              initializer=[w, g])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    table = analyze_graph(load_graph(m))
+    cls = {l.name: l.layer_class for l in table.layers}
+    assert cls == {"proj": "gemm", "tr": "data", "scores": "attention", "ln": "norm", "pool": "pool", "head": "gemv"}
+    # a profile naming only the parents: the children take the parents' figures
+    prof = hardware.load_profile("xeon-8380")
+    by = dict(prof.efficiency.by_layer_class)
+    for child, parent in CLASS_PARENT.items():
+        if child not in by:
+            assert prof.efficiency.compute_for(child) == prof.efficiency.compute_for(parent)
+            assert prof.overhead_for(child) == prof.overhead_for(parent)

@@ -195,7 +195,8 @@ def test_matmul_batched_broadcast_matches_onnx_shape():
     (ys,) = infer_shape("MatMul", [("a", (2, 1, 8, 16)), ("b", (3, 16, 4))])
     assert ys == (2, 3, 8, 4)
     c = cost("MatMul", [(2, 1, 8, 16), (3, 16, 4)], [ys])
-    assert (c.macs, c.non_mac_ops, c.kind, c.layer_class) == (3072, 0, "contraction", "gemm")
+    # both operands are activations (no weight): the attention-matmul class
+    assert (c.macs, c.non_mac_ops, c.kind, c.layer_class) == (3072, 0, "contraction", "attention")
 
 
 def test_matmul_1d_operands():

@@ -173,6 +173,72 @@ def bench_add(n: int, threads: int, seconds: float) -> tuple[float, int, tuple[f
     return _rate(lambda: s.run(None, feed), float(n), min_runs=5, seconds=seconds)
 
 
+# ------------------------------------------------------------------------- kernel samples
+
+
+def bench_null(threads: int, seconds: float) -> float:
+    """Seconds of one session.run of a 1-element Relu graph: the call's own cost, which every
+    sample's time is net of."""
+    from onnx import TensorProto, helper
+
+    m = _model([helper.make_node("Relu", ["A"], ["Y"])], [_vi("A", TensorProto.FLOAT, [1])],
+               [_vi("Y", TensorProto.FLOAT, [1])])
+    import onnxruntime as ort
+
+    s = _session(m, threads)
+    io = s.io_binding()
+    io.bind_cpu_input("A", np.ones(1, np.float32))
+    io.bind_ortvalue_output("Y", ort.OrtValue.ortvalue_from_shape_and_type((1,), np.float32))
+    return 1.0 / _rate(lambda: s.run_with_iobinding(io), 1.0, min_runs=50, seconds=seconds)[0]
+
+
+def measure_kernel_samples(threads: int, quick: bool = False, progress=None) -> dict:
+    """Time every kernel sample (estimator.kernel_samples) at each of its batches: the 25th
+    percentile of repeated session.run calls, after warm-up, minus the null call. Returns the
+    samples document (kernel_samples.SCHEMA) without the host block."""
+    from ..models import kernel_samples as ks
+
+    import onnxruntime as ort
+
+    sec = 0.04 if quick else 0.08
+    rounds = 1 if quick else 2
+    specs = ks.sample_specs(quick=quick)
+    null = bench_null(threads, sec * 2)
+    rng = np.random.default_rng(1)
+    times: dict[tuple[str, str], float] = {}
+    runs: dict[tuple[str, str], int] = {}
+    for rnd in range(rounds):   # interleaved rounds, the faster of each kept (a burst must cover all)
+        for i, spec in enumerate(specs):
+            for b in ks.BATCHES:
+                model, feeds = ks.build(spec, b)
+                s = _session(model, threads)
+                feed = {n: rng.standard_normal(shape).astype(dt) for n, (shape, dt) in feeds.items()}
+                # inputs and the output bound once: the output is not copied into a new numpy
+                # array per call (inside a model a kernel's output stays in the arena)
+                out_shape = s.run(None, feed)[0].shape
+                io = s.io_binding()
+                for n, a in feed.items():
+                    io.bind_cpu_input(n, a)
+                io.bind_ortvalue_output(s.get_outputs()[0].name,
+                                        ort.OrtValue.ortvalue_from_shape_and_type(out_shape, np.float32))
+                rate, n_runs, _ = _rate(lambda: s.run_with_iobinding(io), 1.0, min_runs=5, seconds=sec)
+                key = (spec["id"], str(b))
+                times[key] = min(times.get(key, math.inf), 1.0 / rate)
+                runs[key] = runs.get(key, 0) + n_runs
+            if progress is not None:
+                progress(rnd * len(specs) + i + 1, rounds * len(specs))
+        null = min(null, bench_null(threads, sec * 2))
+    out = [{"id": spec["id"], "spec": spec,
+            "time_s": {str(b): max(times[(spec["id"], str(b))] - null, 0.0) for b in ks.BATCHES},
+            "runs": {str(b): runs[(spec["id"], str(b))] for b in ks.BATCHES}} for spec in specs]
+    return {"schema": ks.SCHEMA, "schema_version": ks.SCHEMA_VERSION, "threads": threads,
+            "batches": list(ks.BATCHES), "null_call_s": null, "quick": quick,
+            "timing": (f"25th percentile of repeated onnxruntime run_with_iobinding calls (spinning off, {threads} "
+                       "threads, ORT_ENABLE_ALL, inputs and output bound once), after 2 warm-up calls, the faster "
+                       f"of {rounds} interleaved rounds, minus the null call (a 1-element Relu graph)"),
+            "samples": out}
+
+
 # ------------------------------------------------------------------------- DRAM (numpy)
 
 

@@ -30,8 +30,35 @@ from ..graph import Node, TensorInfo, elems_of
 KINDS = ("contraction", "elementwise", "norm", "pool", "reduce", "data", "view", "quant", "rnn",
          "unknown")  # unknown: unsupported or uncosted layers (never counted as zero)
 
-# Layer classes used by calibration (a compute efficiency per class).
-LAYER_CLASSES = ("conv3x3", "conv1x1", "conv_other", "depthwise", "gemm", "elementwise", "other")
+# Kernel classes (docs/roofline.md): a compute efficiency and a per-kernel overhead per class in
+# a hardware profile, fitted per class by calibration.
+LAYER_CLASSES = ("conv3x3", "conv1x1", "conv_other", "depthwise", "gemm", "gemv", "attention",
+                 "elementwise", "pool", "norm", "data", "other")
+
+# A class a profile gives no figure for takes its parent's (then the profile-wide default): the
+# finer classes split a coarser one, so profiles written before the split keep their meaning.
+CLASS_PARENT = {"gemv": "gemm", "attention": "gemm", "pool": "elementwise", "norm": "elementwise",
+                "data": "elementwise"}
+
+# kind -> class for the non-contraction kinds the cost functions file under "elementwise" or
+# "other" (one place, rather than in every cost function)
+_CLASS_OF_KIND = {"pool": "pool", "reduce": "pool", "norm": "norm", "data": "data"}
+
+
+def kernel_class(kind: str, layer_class: str) -> str:
+    """The class a layer is costed and calibrated as: pooling/reduce, normalization and data
+    movement are their own classes whatever class their cost function named."""
+    if layer_class in ("elementwise", "other"):
+        return _CLASS_OF_KIND.get(kind, layer_class)
+    return layer_class
+
+
+def matmul_class(m_rows: int, weights_const: bool) -> str:
+    """gemv: one row per sample (a classifier head at batch 1: bound by reading the weights);
+    attention: both operands are activations (Q @ K^T, P @ V); gemm otherwise."""
+    if not weights_const:
+        return "attention"
+    return "gemv" if m_rows == 1 else "gemm"
 
 
 @dataclass(slots=True)

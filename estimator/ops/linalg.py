@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import string
 
-from .base import (OpContext, OpCost, ShapeUnknown, attr_str, broadcast_shapes, need, prod,
+from .base import (OpContext, matmul_class, OpCost, ShapeUnknown, attr_str, broadcast_shapes, need, prod,
                    register)
 
 
@@ -58,7 +58,10 @@ def matmul(ctx: OpContext) -> OpCost:
     (a vector A is (1, K), a vector B is (K, 1)).
     """
     macs, _ = matmul_macs(ctx)
-    return OpCost(macs=macs, kind="contraction", layer_class="gemm")
+    sa, sb = ctx.in_shape(0), ctx.in_shape(1)
+    m_rows = matmul_dims(sa, sb, False, False)[1]
+    cls = matmul_class(m_rows, ctx.const_inputs[1] or ctx.const_inputs[0])
+    return OpCost(macs=macs, kind="contraction", layer_class=cls)
 
 
 def gemm_counts(ctx: OpContext, c_index: int = 2) -> tuple[int, int, int]:
@@ -84,7 +87,10 @@ def gemm(ctx: OpContext) -> OpCost:
     """macs = M * N * K (A is (M,K), or (K,M) with transA; B is (K,N), or (N,K) with transB);
     non_mac_ops = M*N * ([alpha != 1] + [C given] + [C given and beta != 1])."""
     macs, _, ops = gemm_counts(ctx)
-    return OpCost(macs=macs, non_mac_ops=ops, kind="contraction", layer_class="gemm")
+    sa = ctx.in_shape(0)
+    m_rows = sa[1] if int(ctx.attr("transA", 0)) else sa[0]
+    cls = matmul_class(m_rows, True)   # a Gemm's B is a weight in every exporter's output
+    return OpCost(macs=macs, non_mac_ops=ops, kind="contraction", layer_class=cls)
 
 
 # ------------------------------------------------------------------------------- Einsum

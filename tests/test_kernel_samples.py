@@ -1,0 +1,108 @@
+"""Kernel samples (models/kernel_samples.py): the single-kernel graphs `estimate hw detect`
+times and `estimate calibrate` fits every kernel class from."""
+
+import json
+
+import numpy as np
+import pytest
+
+from estimator import calibrate as cal
+from estimator.analyze import analyze
+from estimator.hardware import profile_from_dict
+from estimator.models import kernel_samples as ks
+from estimator.onnx_io import load_graph
+from estimator.ops.base import LAYER_CLASSES
+from estimator.roofline import HwArrays, evaluate
+
+SPECS = ks.sample_specs()
+
+
+def test_the_sample_set_is_deterministic_and_covers_every_kernel_class():
+    assert ks.sample_specs() == SPECS
+    classes = {s["class"] for s in SPECS}
+    assert classes == set(LAYER_CLASSES) - {"other"}
+    assert len({s["id"] for s in SPECS}) == len(SPECS)
+    quick = ks.sample_specs(quick=True)
+    assert {s["class"] for s in quick} == classes and len(quick) < len(SPECS) / 2
+    # realistic shapes: channel counts that are not multiples of 16, strides 1 and 2, grouped
+    convs = [s for s in SPECS if s["op"] == "conv"]
+    assert any(s["cin"] % 16 for s in convs) and {1, 2} <= {s["stride"] for s in convs}
+    assert any(1 < s["group"] < s["cin"] for s in convs)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s["id"] for s in SPECS])
+def test_every_sample_is_costed_and_its_head_has_its_class(spec):
+    table = analyze(load_graph(ks.build(spec, 1)[0]), precision="fp32")
+    assert all(l.status == "ok" for l in table.layers), [(l.name, l.status, l.note) for l in table.layers]
+    head = next(l for l in table.layers if l.kind != "view")
+    assert head.layer_class == spec["class"]
+
+
+def test_onnxruntime_runs_every_sample_with_the_analyzed_output_shape():
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(0)
+    for spec in SPECS:
+        model, feeds = ks.build(spec, 2)
+        s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        (y,) = s.run(None, {n: rng.standard_normal(sh).astype(dt) for n, (sh, dt) in feeds.items()})
+        table = analyze(load_graph(model), precision="fp32")
+        assert tuple(y.shape) == tuple(table.layers[-1].output_shape), spec["id"]
+
+
+TRUTH = {"conv3x3": (0.8, 6e-6), "conv1x1": (0.6, 5e-6), "conv_other": (0.4, 7e-6), "depthwise": (0.15, 4e-6),
+         "gemm": (0.7, 8e-6), "gemv": (0.5, 3e-6), "attention": (0.65, 5e-6), "elementwise": (0.45, 2e-6),
+         "pool": (0.35, 2.5e-6), "norm": (0.25, 3e-6), "data": (0.55, 1.5e-6)}
+
+
+def _host(**over):
+    d = {"schema_version": 1, "name": "host-t", "kind": "cpu", "source": "test; host: t; cpu: T",
+         "clock_hz": 1e9, "mac_units": {"fp32": 200.0}, "vector_ops_per_cycle": {"fp32": 8.0},
+         "sram_bytes": 32 << 20, "dram_bandwidth_bytes_per_s": 4e10, **over}
+    return profile_from_dict(d, "test")
+
+
+def _synthetic_samples(truth):
+    """The samples document detect would write if the host were exactly `truth`."""
+    out = []
+    for spec in SPECS:
+        la = cal._embedded(cal.LayerArrays.from_table(analyze(load_graph(ks.build(spec, 1)[0]), precision="fp32")))
+        raw = evaluate(la, HwArrays.from_profiles([truth], "fp32"), list(ks.BATCHES))
+        out.append({"id": spec["id"], "spec": spec,
+                    "time_s": {str(b): float(raw.time_s[0, i].sum()) for i, b in enumerate(ks.BATCHES)}})
+    return {"schema": ks.SCHEMA, "schema_version": ks.SCHEMA_VERSION, "samples": out}
+
+
+def test_round_trip_recovers_every_kernel_class_from_samples_alone():
+    """Synthetic sample times from known per-class efficiencies and overheads: the fit on the
+    samples alone (no model) gets every class's efficiency and overhead back within 1%."""
+    truth = _host(efficiency={"compute": 1.0, "memory": 0.8,
+                              "by_layer_class": {c: e for c, (e, _) in TRUTH.items()}},
+                  layer_overhead_by_class_s={c: o for c, (_, o) in TRUTH.items()})
+    data = cal.sample_dataset(_synthetic_samples(truth), "fp32")
+    fr = cal.fit(data, _host())
+    eff, ov = fr.params.efficiencies(), fr.params.overheads()
+    for c, (e, o) in TRUTH.items():
+        assert c in fr.fitted_classes and c in fr.overhead_classes, c
+        assert eff[c] == pytest.approx(e, rel=0.01), c
+        assert ov[c] == pytest.approx(o, rel=0.01), c
+
+
+def test_samples_are_fitted_but_never_reported_as_models():
+    truth = _host(efficiency={"compute": 0.5, "memory": 1.0})
+    data = cal.sample_dataset(_synthetic_samples(truth), "fp32")
+    assert data.model_names == [] and len(data.samples().models) == len(SPECS)
+    fr, rep = cal.calibrate(data, _host(), cross_validate=True)
+    assert rep.points_fitted == [] and rep.points_cv == []
+    assert set(rep.samples) == {s["class"] for s in SPECS}
+    assert all(d["fitted_median_abs_error"] < 0.01 for d in rep.samples.values())
+
+
+def test_a_bad_samples_file_is_a_user_error():
+    from estimator.errors import UserError
+
+    with pytest.raises(UserError, match="not a kernel samples file"):
+        cal.sample_dataset({"schema": "x"}, "fp32", source="h.kernels.json")
+    doc = {"schema": ks.SCHEMA, "schema_version": ks.SCHEMA_VERSION, "samples": [{"id": "x", "spec": {"op": "nope"},
+                                                                                   "time_s": {"1": 1e-5}}]}
+    with pytest.raises(UserError, match=r"h.kernels.json: samples\[0\]"):
+        cal.sample_dataset(doc, "fp32", source="h.kernels.json")
