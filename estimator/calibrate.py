@@ -736,6 +736,9 @@ class Report:
     cv_params: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     samples: dict = field(default_factory=dict)   # kernel class -> error of the kernel samples (sample_errors)
+    family_cv: dict = field(default_factory=dict)
+    points_family_cv: list[dict] = field(default_factory=list)
+    families: dict = field(default_factory=dict)  # model -> family (FAMILIES)
 
     def to_dict(self) -> dict:
         return {"schema": "estimate-calibration-report", "schema_version": "1.0", "params": self.params,
@@ -746,6 +749,9 @@ class Report:
                 "cross_validation": {"method": "leave-one-model-out", "summary": self.cv, "points": self.points_cv,
                                      "points_runs_median": median_of_runs(self.points_cv),
                                      "params_by_held_out_model": self.cv_params},
+                "cross_validation_family": {"method": "leave-one-family-out", "families": self.families,
+                                            "summary": self.family_cv, "points": self.points_family_cv,
+                                            "points_runs_median": median_of_runs(self.points_family_cv)},
                 "kernel_samples": self.samples,
                 "notes": self.notes}
 
@@ -765,6 +771,48 @@ def params_dict(p: Params, fr: FitResult | None = None, profile: HardwareProfile
     return d
 
 
+#: Model families for leave-one-family-out cross-validation, by the model's name (first match);
+#: a model matching none is a family of its own. Networks of one family share their kernels'
+#: shapes, so holding one out while its sibling stays in the fit says little about a new network.
+FAMILIES: tuple[tuple[str, str], ...] = (
+    ("ResNet", r"resnet|resnext|wide_resnet"), ("MobileNet", r"mobilenet|efficientnet"),
+    ("ShuffleNet", r"shufflenet"), ("DenseNet", r"densenet"), ("SqueezeNet", r"squeezenet"),
+    ("RegNet", r"regnet"), ("MnasNet", r"mnasnet"), ("VGG/AlexNet", r"vgg|alexnet"), ("YOLO", r"yolo"),
+    ("transformers", r"bert|gpt|llama|swin|vit|deit|t5|bart|roberta|electra|whisper"),
+)
+
+
+def family_of(model: str) -> str:
+    import re
+
+    low = model.lower()
+    return next((f for f, pat in FAMILIES if re.search(pat, low)), model)
+
+
+def _held_out(data: Dataset, profile: HardwareProfile, groups: Mapping[str, Sequence[str]],
+              notes: list[str], what: str) -> tuple[list[dict], dict]:
+    """Fit without each group of models in turn (kernel samples always stay in) and predict
+    the group: the points and the parameters fitted without it."""
+    pts: list[dict] = []
+    params: dict = {}
+    for key, names in groups.items():
+        train = data
+        for n in names:
+            train = train.without(n)
+        f = fit(train, profile)
+        params[key] = params_dict(f.params, f, profile)
+        fitted_profile = apply_params(profile, f.params, f.fitted_classes, overhead_classes=f.overhead_classes)
+        for n in names:
+            m = data.only(n)
+            missing = [c for c in LAYER_CLASSES if c not in f.fitted_classes and _has_class(m.models[0], LAYER_CLASSES.index(c))]
+            if missing:
+                notes.append(f"{what}, {key} held out: {', '.join(missing)} not fitted from the rest (no or too "
+                             f"little work: < {MIN_CLASS_SHARE:.0%} of each model's compute time); efficiency kept at "
+                             "the input profile's value")
+            pts += predict_dataset(m, fitted_profile)
+    return pts, params
+
+
 def calibrate(data: Dataset, profile: HardwareProfile, *, cross_validate: bool = True) -> tuple[FitResult, Report]:
     """Fit on all models; report errors before, after, and under leave-one-model-out CV."""
     fr = fit(data, profile)
@@ -773,27 +821,25 @@ def calibrate(data: Dataset, profile: HardwareProfile, *, cross_validate: bool =
     pts_fit = predict_dataset(measured, fitted_profile)
     pts_before = predict_dataset(measured, profile)
     pts_cv: list[dict] = []
+    pts_fam: list[dict] = []
     cv_params: dict = {}
     notes: list[str] = []
-    if cross_validate and len(measured.models) > 1:
-        for m in measured.models:
-            train = data.without(m.name)
-            f = fit(train, profile)
-            cv_params[m.name] = params_dict(f.params, f, profile)
-            missing = [c for c in LAYER_CLASSES if c not in f.fitted_classes
-                       and _has_class(m, LAYER_CLASSES.index(c))]
-            if missing:
-                notes.append(f"cross-validation, {m.name} held out: {', '.join(missing)} not fitted from the other "
-                             f"models (no or too little work: < {MIN_CLASS_SHARE:.0%} of each one's compute time); "
-                             "efficiency kept at the input profile's value")
-            pts_cv += predict_dataset(data.only(m.name), apply_params(profile, f.params, f.fitted_classes,
-                                                                      overhead_classes=f.overhead_classes))
+    names = data.model_names
+    if cross_validate and len(names) > 1:
+        pts_cv, cv_params = _held_out(data, profile, {n: [n] for n in names}, notes, "leave-one-model-out")
+        fams: dict[str, list[str]] = {}
+        for n in names:
+            fams.setdefault(family_of(n), []).append(n)
+        if len(fams) > 1:
+            pts_fam, _ = _held_out(data, profile, fams, notes, "leave-one-family-out")
     elif cross_validate:
         notes.append("cross-validation needs results of at least two models")
     rep = Report(fitted=error_stats(pts_fit), before=error_stats(pts_before), cv=error_stats(pts_cv),
                  points_fitted=_per_point(pts_fit), points_before=_per_point(pts_before), points_cv=_per_point(pts_cv),
                  params=params_dict(fr.params, fr, profile), cv_params=cv_params, notes=notes,
-                 samples=sample_errors(data.samples(), profile, fitted_profile))
+                 samples=sample_errors(data.samples(), profile, fitted_profile),
+                 family_cv=error_stats(pts_fam), points_family_cv=_per_point(pts_fam),
+                 families={n: family_of(n) for n in names})
     if not fr.converged:
         rep.notes.append(f"the branch assignment did not settle in {fr.iterations} passes; the last solution is used")
     return fr, rep

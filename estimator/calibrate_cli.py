@@ -407,6 +407,8 @@ def summary_rows(doc: dict) -> list[list[str]]:
     rows = []
     sections = [("uncalibrated (fit set)", doc["uncalibrated"]), ("fitted", doc["fitted"]),
                 ("leave-one-model-out", doc["cross_validation"])]
+    if doc.get("cross_validation_family"):
+        sections.append(("leave-one-family-out", doc["cross_validation_family"]))
     if doc.get("test"):
         sections += [("test set, uncalibrated", doc["test"]["uncalibrated"]),
                      ("test set, calibrated", doc["test"]["calibrated"])]
@@ -427,7 +429,7 @@ def summary_rows(doc: dict) -> list[list[str]]:
 
 
 POINT_MEDIAN_HEAD = ["model", "batch", "runs", "measured ms (median)", "range of runs", "uncalibrated ms", "err",
-                     "fitted ms", "err", "held-out ms", "err"]
+                     "fitted ms", "err", "model held out ms", "err", "family held out ms", "err"]
 
 
 def point_median_rows(doc: dict) -> list[list[str]]:
@@ -436,15 +438,28 @@ def point_median_rows(doc: dict) -> list[list[str]]:
 
     before = {(p["model"], p["batch"]): p for p in median_of_runs(doc["uncalibrated"]["points"])}
     cv = {(p["model"], p["batch"]): p for p in median_of_runs(doc["cross_validation"]["points"])}
+    fam = {(p["model"], p["batch"]): p
+           for p in median_of_runs((doc.get("cross_validation_family") or {}).get("points") or [])}
     rows = []
     for f in median_of_runs(doc["fitted"]["points"]):
         k = (f["model"], f["batch"])
-        b, c = before[k], cv.get(k)
+        b, c, g = before[k], cv.get(k), fam.get(k)
         rows.append([f["model"], str(f["batch"]), str(f["runs"]), f"{f['measured_s'] * 1e3:.2f}",
                      f"{f['measured_min_s'] * 1e3:.2f}-{f['measured_max_s'] * 1e3:.2f}", f"{b['predicted_s'] * 1e3:.2f}",
                      _spct(b["error"]), f"{f['predicted_s'] * 1e3:.2f}", _spct(f["error"]),
-                     f"{c['predicted_s'] * 1e3:.2f}" if c else "-", _spct(c["error"]) if c else "-"])
+                     f"{c['predicted_s'] * 1e3:.2f}" if c else "-", _spct(c["error"]) if c else "-",
+                     f"{g['predicted_s'] * 1e3:.2f}" if g else "-", _spct(g["error"]) if g else "-"])
     return rows
+
+
+SAMPLES_HEAD = ["kernel class", "samples x batches", "median |err| before", "median |err| fitted",
+                "within 10% fitted", "worst fitted"]
+
+
+def sample_rows(doc: dict) -> list[list[str]]:
+    return [[c, str(d["points"]), _pct(d.get("before_median_abs_error")), _pct(d.get("fitted_median_abs_error")),
+             _pct(d.get("fitted_within_10pct")), _pct(d.get("fitted_worst_abs_error"))]
+            for c, d in (doc.get("kernel_samples") or {}).items()]
 
 
 MEDIAN_HEAD = ["model (not in the fit)", "batch", "runs", "measured ms (median)", "range of runs", "uncalibrated ms",
@@ -521,6 +536,8 @@ def report_markdown(doc: dict) -> str:
     repeated = any(r[2] != "1" for r in pm)
     parts = [table(SUMMARY_HEAD, summary_rows(doc)), ""]
     parts += [table(POINT_MEDIAN_HEAD, pm) if repeated else table(POINT_HEAD, point_rows(doc)), ""]
+    if doc.get("kernel_samples"):
+        parts += ["Kernel samples (always fitted: in-sample figures):", "", table(SAMPLES_HEAD, sample_rows(doc)), ""]
     if doc.get("test"):
         med = median_rows(doc)
         parts += [table(MEDIAN_HEAD, med) if any(r[2] != "1" for r in med) else table(TEST_HEAD, test_rows(doc)), ""]
@@ -557,6 +574,13 @@ def _print_report(doc: dict) -> None:
     for r in (pm if repeated else point_rows(doc)):
         t2.add_row(*r)
     con.print(t2)
+    if doc.get("kernel_samples"):
+        ts = Table(title="Kernel samples (always fitted: in-sample figures)", title_justify="left")
+        for h in SAMPLES_HEAD:
+            ts.add_column(h, justify="left" if h == "kernel class" else "right")
+        for r in sample_rows(doc):
+            ts.add_row(*r)
+        con.print(ts)
     if doc.get("test"):
         t3 = Table(title="Test set: models not used in the fit", title_justify="left")
         for h in TEST_HEAD:
