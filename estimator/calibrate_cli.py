@@ -78,6 +78,13 @@ def detect_command(
     argv = "estimate hw detect" + (" --quick" if quick else "")
     d = det.detect(quick=quick, threads=threads)
     pdict = det.profile_dict(d, argv)
+    # the fusion rules onnxruntime applies here (its optimized graph of one probe per rule)
+    fusions = det.check_fusions(d.threads)
+    pdict["fusion"] = ["epilogue"] + [r for r, v in fusions.items() if r != "epilogue" and v == "confirmed"]
+    pdict["notes"]["fusion"] = ("checked against onnxruntime's optimized graph (ORT_ENABLE_ALL, optimized_model_filepath) "
+                                "of one probe graph per rule (models/kernel_samples.py FUSION_PROBES): "
+                                + "; ".join(f"{r}: {v}" for r, v in fusions.items())
+                                + ". epilogue (BatchNormalization folding) is always kept")
     if kernels:
         def progress(i, n):
             if sys.stderr.isatty():
@@ -106,6 +113,7 @@ def detect_command(
     typer.echo(f"  on-chip bandwidth   {bw:10.4g} B/s    (derived from the two 1x1 Convs)" if bw else
                "  on-chip bandwidth   not derived (the two 1x1 Convs gave no physical split; see the notes)")
     typer.echo(f"  sram_bytes (LLC) {profile.sram_bytes}, load average before {d.load_before}")
+    typer.echo(f"  fusion rules        {', '.join(pdict['fusion'])} (confirmed in onnxruntime's optimized graph)")
     if kernels:
         typer.echo(f"  kernel samples      {len(samples['samples'])} kernels x {len(samples['batches'])} batches, "
                    f"written to {samples_path}")

@@ -79,6 +79,13 @@ def sample_specs(quick: bool = False) -> list[dict]:
 
     one = lambda r, c: 1  # noqa: E731
     conv("conv1x1", 1, one, 24, stride=(1,))
+    # a residual block's last convolution: Conv + bias, then Add of the block input (+ Relu)
+    def residual(r):
+        c, k = _c(r), int(r.choice((1, 3)))
+        return {"class": "conv1x1" if k == 1 else "conv3x3", "op": "conv", "cin": _c(r) if k == 1 else c, "cout": c,
+                "hw": int(r.choice(_HW)), "k": k, "stride": 1, "group": 1, "act": r.choice((None, "Relu")),
+                "residual": True}
+    specs.extend(_draw(rng, n(8), residual, conv_ok))
     conv("conv3x3", 3, one, 16)
     conv("conv3x3", 3, one, 3, stride=(2,), cin=3)           # the stem: 3 input channels
     conv("conv_other", 5, one, 4)
@@ -103,6 +110,14 @@ def sample_specs(quick: bool = False) -> list[dict]:
     specs.extend(_draw(rng, n(8), lambda r: {"class": "gemv", "op": "gemm", "rows": 1,
                                              "k": int(r.choice((256, 512, 576, 768, 1024, 1280, 2048, 4096, 9216))),
                                              "n": int(r.choice((10, 1000, 1024, 4096)))}, gemm_ok))
+    # squeeze-excitation convolutions: 1x1 convs on a globally pooled (1 x 1) map, C -> C/4 -> C
+    def se_conv(r):
+        c = _c(r, 2)
+        sq = max(8, c // 4)
+        cin, cout = (c, sq) if r.random() < 0.5 else (sq, c)
+        return {"class": "gemv", "op": "conv", "cin": cin, "cout": cout, "hw": 1, "k": 1, "stride": 1, "group": 1,
+                "act": r.choice(("Relu", "HardSigmoid", None))}
+    specs.extend(_draw(rng, n(8), se_conv, lambda s: True))
     specs.extend(_draw(rng, n(8), lambda r: {"class": "attention", "op": "attention",
                                              "heads": int(r.choice((3, 6, 12))), "seq": int(r.choice((49, 64, 128, 196))),
                                              "dim": int(r.choice((32, 64))), "which": str(r.choice(("qk", "pv")))},
@@ -114,7 +129,8 @@ def sample_specs(quick: bool = False) -> list[dict]:
     def ew_ok(s):
         return 1e3 <= s["c"] * s["hw"] ** 2 <= MAX_WORK / 4
 
-    for op, count in (("add", 6), ("mul_bcast", 5), ("sigmoid", 3), ("hardswish", 3), ("relu", 2)):
+    for op, count in (("add", 6), ("mul_bcast", 5), ("sigmoid", 3), ("hardswish", 3), ("relu", 2), ("silu", 4),
+                      ("gelu", 3)):
         specs.extend(_draw(rng, n(count), lambda r, op=op: {"class": "elementwise", "op": op, **act_map(r)}, ew_ok))
     for op, count in (("gap", 5), ("maxpool", 3), ("avgpool", 2)):
         specs.extend(_draw(rng, n(count), lambda r, op=op: {"class": "pool", "op": op, **act_map(r)}, ew_ok))
@@ -168,6 +184,23 @@ def build(spec: dict, batch: int) -> tuple[Any, dict[str, tuple[tuple[int, ...],
         elif act:
             nodes.append(helper.make_node(act, ["c"], ["y"], name="act"))
             last = "y"
+        if spec.get("residual"):    # the block's input, from another branch
+            if spec["residual"] == "branch":   # computed by a 1x1 conv of the same input (a downsample)
+                init("w_skip", (co, ci, 1, 1))
+                nodes.append(helper.make_node("Conv", ["x", "w_skip"], ["skip"], name="skip_conv", kernel_shape=[1, 1],
+                                              strides=[st, st]))
+                if act:
+                    nodes[-2], nodes[-1] = nodes[-1], nodes[-2]   # keep the activation last, to be popped
+            else:                              # a second graph input
+                inp("skip", (b, co, -(-hw // st), -(-hw // st)))
+            pre = "c"
+            if act:                 # the activation comes after the add in a residual block
+                nodes.pop()
+            nodes.append(helper.make_node("Add", [pre, "skip"], ["s"], name="residual_add"))
+            last = "s"
+            if act:
+                nodes.append(helper.make_node(act if act != "Clip" else "Relu", ["s"], ["y"], name="act"))
+                last = "y"
         out = last
     elif op in ("matmul", "gemm"):
         rows, k, n = spec["rows"], spec["k"], spec["n"]
@@ -183,6 +216,9 @@ def build(spec: dict, batch: int) -> tuple[Any, dict[str, tuple[tuple[int, ...],
             init("bias", (n,))
             nodes.append(helper.make_node("Gemm", ["x", "w", "bias"], ["y"], name="gemm", transB=1))
         out = "y"
+        if spec.get("act"):
+            nodes[-1].output[0] = "pre"
+            nodes.append(helper.make_node(spec["act"], ["pre"], ["y"], name="act"))
     elif op == "attention":
         h, s, d = spec["heads"], spec["seq"], spec["dim"]
         if spec["which"] == "qk":
@@ -216,6 +252,17 @@ def build(spec: dict, batch: int) -> tuple[Any, dict[str, tuple[tuple[int, ...],
         elif op == "mul_bcast":     # squeeze-excitation scale: (b, c, h, w) * (b, c, 1, 1)
             inp("s", (b, c, 1, 1))
             nodes.append(helper.make_node("Mul", ["x", "s"], ["y"], name="scale"))
+        elif op == "silu":          # x * sigmoid(x), as torch exports SiLU / Swish
+            nodes += [helper.make_node("Sigmoid", ["x"], ["sg"], name="sigmoid"),
+                      helper.make_node("Mul", ["x", "sg"], ["y"], name="silu_mul")]
+        elif op == "gelu":          # GELU written out with Erf, as torch exports it
+            for nm, v in (("sqrt2", 1.4142135), ("one", 1.0), ("half", 0.5)):
+                inits.append(numpy_helper.from_array(np.array(v, np.float32), nm))
+            nodes += [helper.make_node("Div", ["x", "sqrt2"], ["d"], name="gelu_div"),
+                      helper.make_node("Erf", ["d"], ["e"], name="gelu_erf"),
+                      helper.make_node("Add", ["e", "one"], ["a"], name="gelu_add"),
+                      helper.make_node("Mul", ["x", "a"], ["m"], name="gelu_mul"),
+                      helper.make_node("Mul", ["m", "half"], ["y"], name="gelu_half")]
         elif op in ("sigmoid", "hardswish", "relu"):
             nodes.append(helper.make_node({"sigmoid": "Sigmoid", "hardswish": "HardSwish", "relu": "Relu"}[op],
                                           ["x"], ["y"], name=op))
@@ -248,3 +295,18 @@ def build(spec: dict, batch: int) -> tuple[Any, dict[str, tuple[tuple[int, ...],
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model, feeds
+
+
+#: One probe graph per fusion rule of estimator/kernels.py: (spec, the op types that disappear
+#: from onnxruntime's optimized graph when the runtime fuses the pattern). `estimate hw detect`
+#: runs each and writes the rules it confirmed into the profile's `fusion`.
+FUSION_PROBES: dict[str, tuple[dict, tuple[str, ...]]] = {
+    "epilogue": ({"op": "conv", "cin": 32, "cout": 32, "hw": 14, "k": 3, "stride": 1, "group": 1, "act": "Relu"},
+                 ("Relu",)),
+    "conv_epilogue": ({"op": "conv", "cin": 32, "cout": 32, "hw": 14, "k": 3, "stride": 1, "group": 1, "act": "Relu",
+                       "residual": "branch"}, ("Add", "Relu")),
+    "gemm_activation": ({"op": "gemm", "rows": 1, "k": 64, "n": 64, "act": "Relu"}, ("Relu",)),
+    "matmul_add": ({"op": "matmul", "rows": 16, "k": 64, "n": 64}, ("Add",)),
+    "silu": ({"op": "silu", "c": 16, "hw": 14}, ("Sigmoid", "Mul")),
+    "gelu_erf": ({"op": "gelu", "c": 16, "hw": 14}, ("Erf",)),
+}

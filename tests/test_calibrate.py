@@ -266,6 +266,10 @@ def test_detect_quick_writes_a_loadable_profile(tmp_path):
     assert "last-level cache" in p.notes["sram_bytes"]
     hostname, _ = cal.host_identity(p.source)
     assert hostname
+    # the fusion rules onnxruntime confirmed on this host (epilogue always), each rule's check in the notes
+    from estimator import kernels
+    assert p.fusion and p.fusion[0] == "epilogue" and all(r in kernels.RULES for r in p.fusion)
+    assert all(r in p.notes["fusion"] for r in ("conv_epilogue", "silu", "gelu_erf"))
     # the kernel samples, next to the profile, named by it, readable by calibrate
     assert p.kernel_samples == "host.kernels.json" and (tmp_path / "host.kernels.json").is_file()
     samples = json.loads((tmp_path / "host.kernels.json").read_text())

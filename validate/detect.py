@@ -239,6 +239,39 @@ def measure_kernel_samples(threads: int, quick: bool = False, progress=None) -> 
             "samples": out}
 
 
+def check_fusions(threads: int) -> dict[str, str]:
+    """Which fusion rules (estimator/kernels.py) onnxruntime applies on this host: each rule's
+    probe graph (models/kernel_samples.FUSION_PROBES) is optimized at ORT_ENABLE_ALL and saved
+    (optimized_model_filepath); a rule is confirmed when the op types it folds into the head are
+    gone from the optimized graph. Returns rule -> "confirmed" or what was left."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    from ..models import kernel_samples as ks
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="estimate-fusion-") as tmp:
+        for rule, (spec, gone) in ks.FUSION_PROBES.items():
+            model, _ = ks.build(spec, 1)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.optimized_model_filepath = os.path.join(tmp, f"{rule}.onnx")
+            so.log_severity_level = 3
+            try:
+                ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+                ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+            except Exception as e:  # noqa: BLE001 - an optimizer that cannot save says nothing about fusion
+                out[rule] = f"not checked ({type(e).__name__})"
+                continue
+            left = [o for o in gone if o in ops]
+            out[rule] = "confirmed" if not left else (f"not fused: {', '.join(left)} still in the optimized graph "
+                                                      f"({', '.join(ops)})")
+    return out
+
+
 # ------------------------------------------------------------------------- DRAM (numpy)
 
 

@@ -71,11 +71,16 @@ def conv_geometry(ctx: OpContext, x: int = 0, w: int = 1,
 
 
 def conv_layer_class(g: ConvGeometry) -> str:
-    """depthwise: group > 1 and group == C_in; conv1x1: all kernel dims 1, group 1;
+    """depthwise: group > 1 and group == C_in; gemv: a 1x1 conv (group 1) with one output pixel
+    per sample; conv1x1: all kernel dims 1, group 1;
     conv3x3: 2-D, 3x3 kernel, group 1; conv_other: the rest."""
     if g.group > 1 and g.group == g.c_in:
         return "depthwise"
     if g.group == 1 and all(k == 1 for k in g.kernel):
+        # one output pixel per sample (a squeeze-excitation conv after global pooling): a
+        # matrix-vector product, like a classifier head
+        if g.batch and g.c_out and g.out_elems == g.batch * g.c_out:
+            return "gemv"
         return "conv1x1"
     if g.group == 1 and g.kernel == (3, 3):
         return "conv3x3"
