@@ -333,3 +333,25 @@ def test_validate_summary_shows_predicted_ms_and_disturbed_runs(capsys):
     out = capsys.readouterr().out
     assert "pred. ms" in out and "9.00" in out and "10.00 *" in out
     assert "warning" in out and "55%" in out
+
+
+def test_detected_profile_pads_output_channels_to_the_simd_block():
+    """AVX-512 (16 fp32 lanes): the detected profile has mac_array rows 1, cols 16, so a 1x1 conv
+    with 24 output channels runs at 24/32 of the rate of one with 32 (same MACs per channel),
+    while a depthwise conv (K = 1) keeps its whole rate."""
+    from estimator.validate import detect as det
+    from estimator.hardware import profile_from_dict
+    from estimator.roofline import _util
+
+    d = _detection(1e11, 5e10)
+    for k, v, u in (("gemm_int8", 4e11, "MAC/s"), ("conv3x3_fp32", 9e10, "MAC/s"), ("depthwise_fp32", 1e10, "MAC/s"),
+                    ("add_fp32", 1e10, "ops/s"), ("stream_copy", 4e10, "B/s"), ("stream_triad", 3e10, "B/s")):
+        d.measurements[k] = det.Measurement(k, v, u, 5, (v, v))
+    doc = det.profile_dict(d)
+    assert doc["mac_array"] == {"rows": 1, "cols": 16}
+    assert "NCHWc" in doc["notes"]["mac_array"]
+    p = profile_from_dict(doc, "detected")
+    rows, cols = np.array([float(p.mac_array.rows)]), np.array([float(p.mac_array.cols)])
+    # (K, N): 1x1 conv 64 -> 24, 64 -> 32, depthwise (K = 1, N = 144)
+    u = _util(np.array([64.0, 64.0, 1.0]), np.array([24.0, 32.0, 144.0]), rows, cols)[0]
+    assert u.tolist() == [0.75, 1.0, 1.0]

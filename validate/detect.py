@@ -497,6 +497,10 @@ def profile_dict(d: Detection, argv_hint: str = "estimate hw detect") -> dict:
                        "host where this was developed, docs/calibration.md). Other classes 1.0 until "
                        "`estimate calibrate` fits them"),
         "dram_bytes": "MemTotal from /proc/meminfo",
+        "mac_array": (f"rows 1, cols {lanes}: the fp32 lanes of one {d.simd_bits}-bit SIMD register, the channel block of "
+                      "onnxruntime's NCHWc convolution kernels: output channels are padded to a multiple of it, so a "
+                      f"layer with N output channels runs at N / (ceil(N/{lanes}) x {lanes}) of its class's rate (docs/roofline.md, "
+                      "'Utilization'); rows 1: the reduction is not blocked (a depthwise conv reduces over its window)"),
         "layer_overhead_s": ("0: detect times each kernel as a whole call (session overhead included), so the per-class "
                              "rates already hold the fixed cost per call; `estimate calibrate` fits per-class overheads"),
         "efficiency.compute": ("1.0: the efficiency of the layer classes not listed under by_layer_class (element-wise, "
@@ -517,6 +521,8 @@ def profile_dict(d: Detection, argv_hint: str = "estimate hw detect") -> dict:
         "clock_hz": float(clock),
         "mac_units": {"fp32": float(f"{units32:.6g}"), "int8": float(f"{units8:.6g}")},
         "vector_ops_per_cycle": {"fp32": float(f"{vec:.6g}")},
+        # onnxruntime's NCHWc convolutions block output channels by one SIMD register of fp32
+        "mac_array": {"rows": 1, "cols": max(1, min(lanes, int(min(units32, units8))))},
         "sram_bytes": int(d.llc_bytes),
         "dram_bandwidth_bytes_per_s": float(f"{bw:.6g}"),
         **({"onchip_bandwidth_bytes_per_s": float(f"{split[1]:.4g}")} if split else {}),
