@@ -379,7 +379,7 @@ def _mapping_dims(node, in_infos) -> tuple[int, int]:
     """(K, N) of a contraction layer for mapping onto a rows x cols MAC array.
 
     K = input channels per group (convs) or the reduction dim (matmuls); N = output channels
-    (all groups) or the output columns. The kernel window and the spatial/batch dims are
+    (all groups; one group's for a grouped, not depthwise, conv) or the output columns. The kernel window and the spatial/batch dims are
     iterated in time. (0, 0) where the op has no such mapping (Einsum, attention, RNNs):
     the roofline then assumes full utilization and says so.
     """
@@ -390,7 +390,12 @@ def _mapping_dims(node, in_infos) -> tuple[int, int]:
     try:
         if op in _CONV_W:
             w = shape(_CONV_W[op])
-            return (int(w[1]), int(w[0])) if w and len(w) >= 2 else (0, 0)
+            if not w or len(w) < 2:
+                return (0, 0)
+            g = int(node.attrs.get("group", 1) or 1)
+            # a grouped (not depthwise) conv runs group after group: one group's outputs per pass
+            n = int(w[0]) // g if g > 1 and int(w[1]) > 1 and int(w[0]) % g == 0 else int(w[0])
+            return (int(w[1]), n)
         if op == "ConvTranspose":
             w = shape(1)
             g = int(node.attrs.get("group", 1))

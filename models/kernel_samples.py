@@ -93,7 +93,7 @@ def sample_specs(quick: bool = False) -> list[dict]:
     # grouped (RegNet, ResNeXt): group width 8..64
     def grouped(r):   # RegNet's and ResNeXt's: width = groups x group width, in = out
         gw, g = int(r.choice((8, 16, 24, 32, 64))), int(r.choice((2, 3, 4, 6, 8, 12, 16, 24)))
-        return {"class": "conv_other", "op": "conv", "cin": g * gw, "cout": g * gw, "hw": int(r.choice(_HW)), "k": 3,
+        return {"class": "grouped", "op": "conv", "cin": g * gw, "cout": g * gw, "hw": int(r.choice(_HW)), "k": 3,
                 "stride": int(r.choice((1, 1, 2))), "group": g, "act": r.choice(_ACTS)}
     specs.extend(_draw(rng, n(8), grouped, conv_ok))
     conv("depthwise", 3, lambda r, c: c, 14)

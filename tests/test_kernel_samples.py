@@ -180,3 +180,15 @@ def test_mobilenetv2_and_its_bn_folded_export_are_predicted_alike(tmp_path):
         _, b, _ = api.estimate(str(fpath), prof, batches=[1, 4], precision=prec)
         for la, lb in zip(a.latency_s, b.latency_s):
             assert abs(lb / la - 1) <= 0.05, (prof.name, la, lb)
+
+
+def test_a_grouped_conv_maps_one_group_onto_the_simd_block():
+    """RegNet-style grouped conv (group width 8): class grouped, N = one group's 8 outputs, so
+    with 16-lane output blocking it keeps half of its class's rate; a depthwise conv keeps N =
+    all channels."""
+    spec = {"op": "conv", "cin": 64, "cout": 64, "hw": 14, "k": 3, "stride": 1, "group": 8, "act": None}
+    (conv,) = [l for l in analyze(load_graph(ks.build(spec, 1)[0])).layers if l.op_type == "Conv"]
+    assert conv.layer_class == "grouped" and (conv.map_k, conv.map_n) == (8, 8)
+    dw = dict(spec, group=64)
+    (conv,) = [l for l in analyze(load_graph(ks.build(dw, 1)[0])).layers if l.op_type == "Conv"]
+    assert conv.layer_class == "depthwise" and (conv.map_k, conv.map_n) == (1, 64)

@@ -115,7 +115,7 @@ def test_conv2d_grouped():
     # MACs = 2*64*100 * (32/4) * 9 = 12800 * 72 = 921600
     c = cost("Conv", [(2, 32, 10, 10), (64, 8, 3, 3)], [(2, 64, 10, 10)],
              {"group": 4, "pads": [1, 1, 1, 1]})
-    assert c.macs == 921600 and c.layer_class == "conv_other" and not c.winograd_candidate
+    assert c.macs == 921600 and c.layer_class == "grouped" and not c.winograd_candidate
 
 
 def test_conv2d_depthwise():

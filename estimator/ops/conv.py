@@ -72,7 +72,7 @@ def conv_geometry(ctx: OpContext, x: int = 0, w: int = 1,
 
 def conv_layer_class(g: ConvGeometry) -> str:
     """depthwise: group > 1 and group == C_in; gemv: a 1x1 conv (group 1) with one output pixel
-    per sample; conv1x1: all kernel dims 1, group 1;
+    per sample; conv1x1: all kernel dims 1, group 1; grouped: 1 < group < C_in (RegNet, ResNeXt);
     conv3x3: 2-D, 3x3 kernel, group 1; conv_other: the rest."""
     if g.group > 1 and g.group == g.c_in:
         return "depthwise"
@@ -84,6 +84,8 @@ def conv_layer_class(g: ConvGeometry) -> str:
         return "conv1x1"
     if g.group == 1 and g.kernel == (3, 3):
         return "conv3x3"
+    if g.group > 1:
+        return "grouped"
     return "conv_other"
 
 
