@@ -54,6 +54,8 @@ from .analyze import CostTable
 from .errors import UserError
 from .hardware import HardwareProfile, with_overrides
 from .ops.base import CLASS_PARENT, LAYER_CLASSES
+
+_DATA = LAYER_CLASSES.index("data")
 from .roofline import HwArrays, LayerArrays, evaluate
 
 EFF_MIN = 0.01
@@ -131,7 +133,7 @@ class Dataset:
 
 def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: str, *,
                   rescale_layers: bool = True, max_other_busy_pct: float | None = None,
-                  rules: Sequence | None = None) -> Dataset:
+                  rules: Sequence | None = None, layout: tuple[str, int] | None = None) -> Dataset:
     """(file, results document, CostTable of that model at batch 1 and `precision`) -> Dataset.
 
     rescale_layers: per-layer times are multiplied by p50 / kernel_total_s so that they sum
@@ -189,7 +191,7 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
                 groups=groups, kernel_total_s=kt, layer_scale=scale))
     models = []
     for name, cfgs in by_model.items():
-        la = LayerArrays.from_table(tables[name], rules=rules)
+        la = LayerArrays.from_table(tables[name], rules=rules, layout=layout)
         # one observation per (file, batch); keep them all (repeated runs average in the fit)
         models.append(ModelData(name=name, layers=la, configs=tuple(sorted(cfgs, key=lambda c: (c.batch, c.file)))))
     if not models:
@@ -217,7 +219,7 @@ def _embedded(la: LayerArrays) -> LayerArrays:
 
 
 def sample_dataset(doc: Mapping, precision: str, *, source: str = "kernel samples",
-                   rules: Sequence | None = None) -> Dataset:
+                   rules: Sequence | None = None, layout: tuple[str, int] | None = None) -> Dataset:
     """The kernel samples `estimate hw detect` timed (estimator.kernel_samples) as a Dataset:
     one model per sample, one configuration per timed batch, one layer group holding all of the
     sample's costed layers (the sample is one kernel, or a kernel and its epilogue)."""
@@ -238,7 +240,7 @@ def sample_dataset(doc: Mapping, precision: str, *, source: str = "kernel sample
             table = analyze(load_graph(model), precision=precision)
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{source}: samples[{k}] is not a kernel sample this version can rebuild ({e})") from None
-        la = _embedded(LayerArrays.from_table(table, rules=rules))
+        la = _embedded(LayerArrays.from_table(table, rules=rules, layout=layout))
         members = tuple(i for i, l in enumerate(table.layers) if l.kind != "view")
         head = table.layers[members[0]].name
         cfgs = tuple(ConfigObs(file=source, model=f"kernel {r['id']}", batch=int(b), precision=precision,
@@ -347,8 +349,9 @@ class _Basis:
     costed: np.ndarray    # (L,) bool: gets the overhead
     cls: np.ndarray       # (L,) class index
     act: np.ndarray       # (S, L) on-chip activation bytes of one pass (contraction layers; else 0)
+    reo: np.ndarray       # (S, L) seconds of a pass's layout conversions at efficiency 1 (data class)
 
-    def terms(self, batch: int, p: "Params") -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    def terms(self, batch: int, p: "Params") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
         """(compute (L,), memory (L,), on-chip bytes (L,), passes) at efficiency 1 for what the roofline picks for
         `batch` under p: per sub-batch the faster of pinned and streamed weights
         (roofline._best_residency), then the fastest number of passes x pass time."""
@@ -356,18 +359,19 @@ class _Basis:
         for si, sb in enumerate(self.cand):
             if sb > batch:
                 continue
-            lat = [_times(self.comp[v, si], self.mem[v, si], self.act[si], self, p).sum() for v in range(self.comp.shape[0])]
+            lat = [_times(self.comp[v, si], self.mem[v, si], self.act[si], self.reo[si], self, p).sum()
+                   for v in range(self.comp.shape[0])]
             v = 1 if len(lat) > 1 and lat[1] <= lat[0] else 0
             n = math.ceil(batch / sb)
             t = n * lat[v]
             if best is None or t < best[0]:
                 best = (t, v, si, n)
         _, v, si, n = best
-        return self.comp[v, si], self.mem[v, si], self.act[si], float(n)
+        return self.comp[v, si], self.mem[v, si], self.act[si], self.reo[si], float(n)
 
 
-def _times(comp: np.ndarray, mem: np.ndarray, act: np.ndarray, basis: _Basis, p: "Params") -> np.ndarray:
-    return (np.maximum(comp * p.x_class[basis.cls] + act * p.s_onchip, mem * p.x_mem)
+def _times(comp: np.ndarray, mem: np.ndarray, act: np.ndarray, reo: np.ndarray, basis: _Basis, p: "Params") -> np.ndarray:
+    return (np.maximum(comp * p.x_class[basis.cls] + reo * p.x_class[_DATA] + act * p.s_onchip, mem * p.x_mem)
             + p.overhead_s[basis.cls] * basis.costed)
 
 
@@ -393,13 +397,18 @@ def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> _Basis:
     # contraction layers, per pass
     contraction = costed & (m.layers.macs > 0)
     act = np.asarray(cand, dtype=float)[:, None] * np.where(contraction, m.layers.ws_bytes, 0.0)[None, :]
-    return _Basis(cand=np.array(cand), comp=np.stack([r.compute_s[0] for r in variants]),
-                  mem=np.stack([r.memory_s[0] for r in variants]), costed=costed, cls=m.layers.class_idx, act=act)
+    # the layout conversions' share of the compute, timed with the data class's efficiency
+    vec = float(hw.vector_ops_per_s[0])
+    reo = (np.asarray(cand, dtype=float)[:, None] * m.layers.reorder[None, :] / vec
+           if m.layers.reorder is not None and np.isfinite(vec) else np.zeros((len(cand), len(m.layers.names))))
+    comp = np.stack([r.compute_s[0] for r in variants]) - reo[None]
+    return _Basis(cand=np.array(cand), comp=np.maximum(comp, 0.0),
+                  mem=np.stack([r.memory_s[0] for r in variants]), costed=costed, cls=m.layers.class_idx, act=act, reo=reo)
 
 
 def _layer_times(basis: _Basis, batch: int, p: Params) -> np.ndarray:
-    comp, mem, act, n = basis.terms(batch, p)
-    return n * _times(comp, mem, act, basis, p)
+    comp, mem, act, reo, n = basis.terms(batch, p)
+    return n * _times(comp, mem, act, reo, basis, p)
 
 
 # ----------------------------------------------------------------------------- fit
@@ -516,15 +525,18 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
             rows_l = rows_e = 0
             for b, m in zip(bases, data.models):
                 for c in m.configs:
-                    comp0, mem0, act0, npass = b.terms(c.batch, p)
-                    comp0, mem0, act0 = comp0 * npass, mem0 * npass, act0 * npass
-                    is_comp = comp0 * p.x_class[b.cls] + act0 * p.s_onchip >= mem0 * p.x_mem
+                    comp0, mem0, act0, reo0, npass = b.terms(c.batch, p)
+                    comp0, mem0, act0, reo0 = comp0 * npass, mem0 * npass, act0 * npass, reo0 * npass
+                    is_comp = (comp0 * p.x_class[b.cls] + reo0 * p.x_class[_DATA] + act0 * p.s_onchip
+                               >= mem0 * p.x_mem)
                     branch_all.append(is_comp)
                     # per-layer design rows (L, nP)
                     R = np.zeros((len(b.cls), nP))
                     idx = np.arange(len(b.cls))
                     R[idx[is_comp], eff_col[b.cls[is_comp]]] = comp0[is_comp]
                     R[idx[is_comp], S_COL] = act0[is_comp]
+                    # layout conversions next to a layer: data movement, the data class's column
+                    R[idx[is_comp], eff_col[_DATA]] += reo0[is_comp]
                     R[idx[~is_comp], nC] = mem0[~is_comp]
                     R[idx, nC + 1 + ov_col[b.cls]] = b.costed * npass
                     n_groups = 0
@@ -587,8 +599,8 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
     p = Params.from_vector(theta)
     for b, m in zip(bases, data.models):
         for c in m.configs:
-            comp0, mem0, act0, _ = b.terms(c.batch, p)
-            is_comp = (comp0 * p.x_class[b.cls] + act0 * p.s_onchip >= mem0 * p.x_mem) & (comp0 > 0)
+            comp0, mem0, act0, reo0, _ = b.terms(c.batch, p)
+            is_comp = (comp0 * p.x_class[b.cls] + reo0 * p.x_class[_DATA] + act0 * p.s_onchip >= mem0 * p.x_mem) & (comp0 > 0)
             bound[np.unique(b.cls[is_comp])] = True
     keep = free[:nC] & bound
     theta[:nC] = np.where(keep, theta[:nC], np.clip(prior.x_class, lo[:nC], hi[:nC]))
@@ -605,9 +617,9 @@ def _dram_bound(data: Dataset, bases, p: Params) -> bool:
     """Some configuration spends >= MIN_CLASS_SHARE of its predicted time in DRAM-bound layers."""
     for b, m in zip(bases, data.models):
         for c in m.configs:
-            comp0, mem0, act0, _ = b.terms(c.batch, p)
-            on_mem = mem0 * p.x_mem > comp0 * p.x_class[b.cls] + act0 * p.s_onchip
-            t = _times(comp0, mem0, act0, b, p)
+            comp0, mem0, act0, reo0, _ = b.terms(c.batch, p)
+            on_mem = mem0 * p.x_mem > comp0 * p.x_class[b.cls] + reo0 * p.x_class[_DATA] + act0 * p.s_onchip
+            t = _times(comp0, mem0, act0, reo0, b, p)
             if t[on_mem].sum() >= MIN_CLASS_SHARE * t.sum() > 0:
                 return True
     return False

@@ -81,6 +81,13 @@ def detect_command(
     # the fusion rules onnxruntime applies here (its optimized graph of one probe per rule)
     fusions = det.check_fusions(d.threads)
     pdict["fusion"] = ["epilogue"] + [r for r, v in fusions.items() if r != "epilogue" and v == "confirmed"]
+    layout = det.check_layout(d.threads)
+    if layout:
+        pdict["layout"] = layout
+        pdict["notes"]["layout"] = (
+            "onnxruntime runs convolutions here in its blocked channel layout (NCHWc: ReorderInput/ReorderOutput kernels "
+            "in its optimized graph of a conv probe): a tensor crossing between that layout and other ops is converted, "
+            "each conversion costed as data movement (estimator/kernels.py, layout_reorders)")
     pdict["notes"]["fusion"] = ("checked against onnxruntime's optimized graph (ORT_ENABLE_ALL, optimized_model_filepath) "
                                 "of one probe graph per rule (models/kernel_samples.py FUSION_PROBES): "
                                 + "; ".join(f"{r}: {v}" for r, v in fusions.items())
@@ -182,7 +189,7 @@ def _model_table(file: str, doc: dict, precision: str, cache: dict):
     return table
 
 
-def _kernel_samples(profile, hw: str, precision: str, rules):
+def _kernel_samples(profile, hw: str, precision: str, rules, layout):
     """The kernel samples file a detected profile names, as a calibration Dataset."""
     from . import calibrate as cal
 
@@ -199,7 +206,7 @@ def _kernel_samples(profile, hw: str, precision: str, rules):
     if hostname is not None and isinstance(h, dict) and h.get("hostname") not in (None, hostname):
         raise UserError(f"{path}: kernel samples timed on host '{h.get('hostname')}' but profile {hw} describes "
                         f"host '{hostname}'")
-    return cal.sample_dataset(doc, precision, source=str(path), rules=rules)
+    return cal.sample_dataset(doc, precision, source=str(path), rules=rules, layout=layout)
 
 
 def _check_host(profile, docs: list[tuple[str, dict]], hw: str) -> None:
@@ -291,15 +298,15 @@ def calibrate_command(
     _check_host(profile, docs + test_docs, hw)
     cache: dict = {}
     entries = [(f, d, _model_table(f, d, precision, cache)) for f, d in docs]
-    rules = profile.fusion_rules()
-    data = cal.build_dataset(entries, precision, max_other_busy_pct=max_other_busy, rules=rules)
+    rules, layout = profile.fusion_rules(), profile.layout_spec()
+    data = cal.build_dataset(entries, precision, max_other_busy_pct=max_other_busy, rules=rules, layout=layout)
     test_data = None
     if test_docs:
         test_data = cal.build_dataset([(f, d, _model_table(f, d, precision, cache)) for f, d in test_docs], precision,
-                                      max_other_busy_pct=max_other_busy, rules=rules)
+                                      max_other_busy_pct=max_other_busy, rules=rules, layout=layout)
     n_samples = 0
     if use_samples and profile.kernel_samples is not None:
-        sdata = _kernel_samples(profile, hw, precision, rules)
+        sdata = _kernel_samples(profile, hw, precision, rules, layout)
         n_samples = len(sdata.models)
         data = data.with_models(sdata)
     fr, rep = cal.calibrate(data, profile, cross_validate=cv)

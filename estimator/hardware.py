@@ -82,6 +82,7 @@ _TOP_KEYS: dict[str, str] = {
     "efficiency": "compute / memory multipliers",
     "winograd": "tile and weights",
     "fusion": "the fusion rules grouping layers into kernels: rule names or {name, head, then}",
+    "layout": "the runtime's blocked channel layout whose conversions cost data movement: nchwc",
     "kernel_samples": "file name of the kernel samples `estimate hw detect` timed (next to the profile)",
     "energy": "joules per MAC and per DRAM byte",
     "notes": "key -> text",
@@ -241,9 +242,17 @@ class HardwareProfile:
     winograd: Winograd | None = None
     fusion: tuple | None = None       # fusion rules (names or kernels.Rule); None: the kind's defaults
     kernel_samples: str | None = None  # the samples file detect wrote, relative to the profile's folder
+    layout: str | None = None          # "nchwc": layout conversions cost (estimator/kernels.py)
     energy: Energy | None = None
     notes: FrozenMap = field(default_factory=FrozenMap)
     origin: str = field(default="", compare=False, repr=False)
+
+    def layout_spec(self) -> tuple[str, int] | None:
+        """(layout, channel block) for the roofline: the block is the MAC array's columns (a
+        detected CPU's fp32 SIMD lanes), else 16."""
+        if self.layout is None:
+            return None
+        return self.layout, int(self.mac_array.cols) if self.mac_array else 16
 
     def kernel_samples_path(self) -> str | None:
         """The kernel samples file, resolved against the folder of the file the profile was
@@ -584,6 +593,10 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
         if not isinstance(rules, list):
             _fail(origin, "fusion", f"expected a list of fusion rules (known names: {', '.join(kernels.RULES)})")
         fields["fusion"] = tuple(kernels.parse_rule(f"{origin}: fusion[{k}]", r) for k, r in enumerate(rules))
+    if "layout" in data:
+        from . import kernels
+
+        fields["layout"] = _choice(origin, "layout", data["layout"], kernels.LAYOUTS, "layout")
     if "kernel_samples" in data:
         fields["kernel_samples"] = _text(origin, "kernel_samples", data["kernel_samples"], single_line=True)
     if "layer_overhead_by_class_s" in data:
@@ -729,6 +742,8 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
         from . import kernels
 
         out["fusion"] = [kernels.rule_to_data(r) for r in p.fusion]
+    if p.layout is not None:
+        out["layout"] = p.layout
     if p.kernel_samples is not None:
         out["kernel_samples"] = p.kernel_samples
     if p.energy is not None:

@@ -92,10 +92,9 @@ _rule("norm_epilogue", ["LayerNormalization", "BatchNormalization", "InstanceNor
       (ACTIVATIONS, "constant"))
 
 #: Rules by profile kind; a profile without `fusion` and without a known kind gets "default".
-#: Today every kind gets the epilogue rule only: the richer rules (a residual add in a
-#: convolution's epilogue, MatMul + bias, SiLU, GELU) describe onnxruntime better, but the
-#: calibration does not yet fit kernels robustly with them (docs/roofline.md, "Kernels"):
-#: a profile opts in with `fusion: [conv_epilogue, matmul_add, silu, gelu_erf]`.
+#: Every kind gets the epilogue rule only: what a shipped device's compiler fuses beyond it is not
+#: known here. `estimate hw detect` checks each rule against onnxruntime's optimized graph on
+#: the host and writes the confirmed ones into the profile's `fusion` (docs/roofline.md, "Kernels").
 DEFAULTS: Mapping[str, tuple[str, ...]] = {
     "cpu": ("epilogue",),
     "gpu": ("epilogue",),
@@ -227,3 +226,65 @@ def _others_ok(other: str, rest: list[str], head_input: str) -> bool:
     if other == "head_input":
         return all(x == head_input for x in rest) and bool(rest)
     return not rest  # "constant": the layer reads no other activation
+
+
+# ----------------------------------------------------------------------------- layout reorders
+
+#: Ops onnxruntime's CPU provider runs in its blocked channel layout (NCHWc) once their inputs are
+#: in it (checked on its optimized graph: a Conv always converts; pools, same-shape Add/Mul,
+#: channel Concat and activations stay in the layout; Slice, Transpose, Resize, a broadcast Mul,
+#: Gemm and views do not). The profile key `layout: nchwc` turns the rule on.
+NCHWC_NATIVE = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Add", "Sum", "Mul",
+                          "Concat", "BatchNormalization"} | set(ACTIVATIONS))
+NCHWC_CONV = frozenset({"Conv", "FusedConv"})
+LAYOUTS = ("nchwc",)
+
+
+def layout_conversions(layers: Sequence, tensor_bytes: Mapping[str, float], graph_outputs: Sequence[str],
+                       block: int = 16) -> list[tuple[int, str, int]]:
+    """The layout conversions the runtime adds (onnxruntime's ReorderInput/ReorderOutput
+    kernels), as (layer served, tensor, elements per sample): a convolution whose input comes from
+    outside the blocked layout converts that input (unless it has fewer channels than a block: the
+    first conv of an image model reads NCHW directly); a layer in the layout whose output is read
+    by a layer outside it, or is a graph output, converts that output once. The profiler
+    attributes both to the layer they serve, and so does the roofline."""
+    producer: dict[str, int] = {}
+    consumers: dict[str, list[int]] = {}
+    for i, l in enumerate(layers):
+        for o in l.outputs:
+            producer[o] = i
+        for x in l.inputs:
+            consumers.setdefault(x, []).append(i)
+    inside = [False] * len(layers)
+    for i, l in enumerate(layers):
+        if l.op_type in NCHWC_CONV and l.kind == "contraction" and len(l.output_shape or ()) == 4:
+            inside[i] = True
+        elif l.op_type in NCHWC_NATIVE and l.inputs and all(x in producer and inside[producer[x]] for x in l.inputs):
+            sizes = {tensor_bytes.get(x) for x in l.inputs}
+            inside[i] = l.op_type not in ("Add", "Sum", "Mul") or len(sizes) == 1
+    outs = set(graph_outputs)
+    conv: list[tuple[int, str, int]] = []
+    for i, l in enumerate(layers):
+        if inside[i] and l.op_type in NCHWC_CONV and l.inputs:
+            x = l.inputs[0]
+            p = producer.get(x)
+            stem = l.layer_class in ("conv3x3", "conv1x1", "conv_other", "gemv") and l.map_k < block
+            if (p is None or not inside[p]) and not stem:
+                conv.append((i, x, int(l.input_elems)))
+        if inside[i]:
+            for o in l.outputs:
+                if o in outs or any(not inside[c] for c in consumers.get(o, ())):
+                    conv.append((i, o, int(l.output_elems)))
+                    break
+    return conv
+
+
+def layout_reorders(layers: Sequence, tensor_bytes: Mapping[str, float], graph_outputs: Sequence[str],
+                    block: int = 16) -> list[float]:
+    """Per layer, the elements (per sample) its layout conversions read and write (2 x each
+    converted tensor; layout_conversions)."""
+    extra = [0.0] * len(layers)
+    for i, _, n in layout_conversions(layers, tensor_bytes, graph_outputs, block):
+        extra[i] += 2.0 * n
+    return extra
+

@@ -578,7 +578,7 @@ def sweep(model: str, hw: str, axes: dict[str, list[float]], *, batches: Sequenc
         precision = "fp32" if "fp32" in profile.mac_units else profile.precisions[0]
     profile.peak_macs_per_s(precision)
     table = api.analyze(model, batch=1, resolution=resolution, precision=precision)
-    la = roofline.LayerArrays.from_table(table, rules=profile.fusion_rules())
+    la = roofline.LayerArrays.from_table(table, rules=profile.fusion_rules(), layout=profile.layout_spec())
     hwa = roofline.HwArrays.grid(profile, precision, winograd, **axes)
     summ = roofline.evaluate_summary(la, hwa, list(batches))
     keys = list(axes)

@@ -97,14 +97,18 @@ class LayerArrays:
     gather_cap: np.ndarray = field(default=None, repr=False)  # (L,) per sample: a lookup in a weight table
     #   (Gather of embeddings) reads only the rows it gathers, at most this many bytes per sample
     #   (its output); inf for every other layer
+    reorder: np.ndarray = field(default=None, repr=False)  # (L,) elements per sample of the layout
+    #   conversions next to each layer (kernels.layout_reorders), timed at the data class's rate
     kernel_head: np.ndarray = field(default=None, repr=False)  # (L,) the layer heading each one's kernel
     #   (estimator/kernels.py): its own index when it heads one or runs alone
 
     @classmethod
     def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = (),
-                   rules: Sequence[kernels.Rule] | None = None) -> "LayerArrays":
+                   rules: Sequence[kernels.Rule] | None = None, layout: tuple[str, int] | None = None) -> "LayerArrays":
         """`rules`: the fusion rules that group layers into kernels (a profile's, see
-        kernels.rules_for; None: the default rules)."""
+        kernels.rules_for; None: the default rules). `layout`: (name, channel block) of the
+        runtime's blocked layout (a profile's `layout`, HardwareProfile.layout_spec()), whose
+        conversions cost as data movement; None: no conversions."""
         layers = table.layers
         prec = table.precision
         graph_outputs = tuple(graph_outputs) or table.outputs
@@ -201,8 +205,20 @@ class LayerArrays:
             kernel_bytes=np.array([l.kernel_bytes_at(prec) for l in layers], dtype=np.float64),
             gather_cap=np.array([l.output_bytes_at(prec) if l.op_type in GATHER_OPS and l.weight_bytes > 0 else np.inf
                                  for l in layers], dtype=np.float64),
-            kernel_head=heads)
+            kernel_head=heads,
+            reorder=_reorders(layers, tbytes, graph_outputs, layout, heads))
 
+
+_DATA = LAYER_CLASSES.index("data")
+
+
+def _reorders(layers, tbytes, graph_outputs, layout, heads) -> np.ndarray:
+    """Layout-conversion elements per layer (kernels.layout_reorders), a fused member's moved
+    to its kernel's head (the member itself costs no compute)."""
+    out = np.zeros(len(layers))
+    if layout:
+        np.add.at(out, heads, np.array(kernels.layout_reorders(layers, tbytes, graph_outputs, block=layout[1])))
+    return out
 
 #: Lookups that read only the rows they gather from a constant table (an embedding): their
 #: weight traffic is the gathered bytes, not the whole table.
@@ -457,6 +473,9 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     # (and vector) peak"): element-wise layers have no MACs, so this is what calibrates them
     vec_rate = (uni(hw.vector_ops_per_s[:, None]) * eff)[:, None, :]    # (C|1, 1, L)
     compute = b * macs[:, None, :] / mac_rate + b * la.non_mac[None, None, :] / vec_rate
+    if la.reorder is not None and la.reorder.any():   # layout conversions: data movement at the data class's rate
+        data_rate = (uni(hw.vector_ops_per_s[:, None]) * uni(hw.compute_eff)[:, [_DATA]])[:, None, :]   # (C|1, 1, 1)
+        compute = compute + b * la.reorder[None, None, :] / data_rate
     # on-chip operand traffic not overlapped with the MACs (onchip_bandwidth_bytes_per_s, absent =
     # overlapped): a contraction layer also moves its activations (inputs + outputs) through the
     # caches/SRAM at that rate, e.g. a CPU's packing and output write (docs/roofline.md)
@@ -644,7 +663,7 @@ def predict(table: CostTable, profile: HardwareProfile, batches: Sequence[int], 
     """Roofline of `table` (analyzed at batch 1 and at `precision`) on one profile."""
     if table.batch != 1:
         raise ValueError("predict needs a per-sample CostTable (analyzed at batch 1)")
-    la = LayerArrays.from_table(table, graph_outputs, rules=profile.fusion_rules())
+    la = LayerArrays.from_table(table, graph_outputs, rules=profile.fusion_rules(), layout=profile.layout_spec())
     hw = HwArrays.from_profiles([profile], precision, winograd)
     raw = evaluate(la, hw, batches)
     tile = int(hw.wino_tile[0])

@@ -187,3 +187,61 @@ def test_kernel_classes_of_a_hand_built_graph():
         if child not in by:
             assert prof.efficiency.compute_for(child) == prof.efficiency.compute_for(parent)
             assert prof.overhead_for(child) == prof.overhead_for(parent)
+
+
+def test_layout_reorders_match_onnxruntimes_optimized_graph():
+    """kernels.layout_reorders counts the layout conversions onnxruntime inserts: on graphs conv ->
+    X -> conv (32 channels, 14x14) it finds as many conversions as onnxruntime's optimized graph
+    holds ReorderInput/ReorderOutput nodes, for X native (Relu, MaxPool, GlobalAveragePool...) and
+    not (Transpose, Slice, a squeeze-excitation broadcast Mul)."""
+    import tempfile
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from estimator import kernels
+    from estimator.analyze import analyze as analyze_graph
+    from estimator.onnx_io import load_graph
+
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(0)
+
+    def conv(x, y, name):
+        w = numpy_helper.from_array(rng.standard_normal((32, 32, 1, 1)).astype(np.float32), name + "_w")
+        return helper.make_node("Conv", [x, name + "_w"], [y], name=name), w
+
+    C = lambda v, n: numpy_helper.from_array(np.array(v, np.int64), n)  # noqa: E731
+    middles = {
+        "relu": ([helper.make_node("Relu", ["a"], ["m"], name="r")], []),
+        "maxpool": ([helper.make_node("MaxPool", ["a"], ["m"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="p")], []),
+        "add": ([helper.make_node("Add", ["a", "a"], ["m"], name="add")], []),
+        "se_mul": ([helper.make_node("GlobalAveragePool", ["a"], ["s"], name="gap"),
+                    helper.make_node("Mul", ["a", "s"], ["m"], name="mul")], []),
+        "transpose": ([helper.make_node("Transpose", ["a"], ["m"], perm=[0, 1, 3, 2], name="t")], []),
+        "slice_concat": ([helper.make_node("Slice", ["a", "st", "en", "ax"], ["h"], name="sl"),
+                          helper.make_node("Concat", ["h", "h"], ["m"], axis=1, name="cat")],
+                         [C([0], "st"), C([16], "en"), C([1], "ax")]),
+    }
+    for name, (mid, extra) in middles.items():
+        n1, w1 = conv("x", "a", "c1")
+        n2, w2 = conv("m", "y", "c2")
+        g = helper.make_graph([n1, *mid, n2], name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 14, 14])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 14, 14])],
+                              initializer=[w1, w2, *extra])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        with tempfile.TemporaryDirectory() as tmp:
+            so = ort.SessionOptions()
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.optimized_model_filepath = f"{tmp}/opt.onnx"
+            so.log_severity_level = 3
+            ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            ops = [n.op_type for n in onnx.load(f"{tmp}/opt.onnx").graph.node]
+        n_ort = sum(o in ("ReorderInput", "ReorderOutput") for o in ops)
+        if n_ort == 0:
+            pytest.skip("this onnxruntime build does not use the NCHWc layout")
+        table = analyze_graph(load_graph(m))
+        found = kernels.layout_conversions(table.layers, table.tensor_bytes, table.outputs, block=16)
+        n_ours = len(found)
+        assert n_ours == n_ort, (name, ops, found)

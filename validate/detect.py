@@ -272,6 +272,31 @@ def check_fusions(threads: int) -> dict[str, str]:
     return out
 
 
+def check_layout(threads: int) -> str | None:
+    """"nchwc" when onnxruntime runs convolutions in its blocked channel layout here (its
+    optimized graph of a conv probe holds ReorderInput/ReorderOutput kernels), else None."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    from ..models import kernel_samples as ks
+
+    model, _ = ks.build({"op": "conv", "cin": 32, "cout": 32, "hw": 14, "k": 3, "stride": 1, "group": 1, "act": "Relu"}, 1)
+    with tempfile.TemporaryDirectory(prefix="estimate-layout-") as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.optimized_model_filepath = os.path.join(tmp, "layout.onnx")
+        so.log_severity_level = 3
+        try:
+            ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            ops = {n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node}
+        except Exception:  # noqa: BLE001 - cannot tell: no layout term
+            return None
+    return "nchwc" if {"ReorderInput", "ReorderOutput"} & ops else None
+
+
 # ------------------------------------------------------------------------- DRAM (numpy)
 
 
