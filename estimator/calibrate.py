@@ -232,22 +232,35 @@ def sample_dataset(doc: Mapping, precision: str, *, source: str = "kernel sample
     if doc.get("schema_version") != ks.SCHEMA_VERSION:
         raise UserError(f"{source}: kernel samples schema_version {doc.get('schema_version')!r}; this version reads "
                         f"{ks.SCHEMA_VERSION} (re-run estimate hw detect)")
+    if doc.get("precision", "fp32") != precision:
+        raise UserError(f"{source}: the kernel samples are timed in {doc.get('precision', 'fp32')}, the results are "
+                        f"{precision}: calibrate with --no-kernel-samples (or results in {doc.get('precision', 'fp32')})")
+    samples = doc.get("samples")
+    if not isinstance(samples, list):
+        raise UserError(f"{source}: 'samples' must be a list of kernel samples")
     models = []
-    for k, r in enumerate(doc.get("samples") or ()):
+    for k, r in enumerate(samples):
         try:
-            spec, times = r["spec"], r["time_s"]
+            spec, times, sid = r["spec"], r["time_s"], str(r["id"])
+            cls = str(spec["class"])
+            timed = sorted((int(b), float(t)) for b, t in times.items())
+            if any(b < 1 or not math.isfinite(t) or t < 0 for b, t in timed):
+                raise ValueError("batches must be >= 1 and times finite and >= 0")
             model, _ = ks.build(spec, 1)
             table = analyze(load_graph(model), precision=precision)
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, UserError) as e:
             raise UserError(f"{source}: samples[{k}] is not a kernel sample this version can rebuild ({e})") from None
+        bad = [l for l in table.layers if l.status != "ok"]
+        if bad:  # unknown is not zero: a sample with an uncosted layer would be fitted as if it were free
+            raise UserError(f"{source}: samples[{k}] ({sid}): layer '{bad[0].name}' ({bad[0].op_type}) is not costed "
+                            f"({bad[0].status}); re-run estimate hw detect")
         la = _embedded(LayerArrays.from_table(table, rules=rules, layout=layout))
         members = tuple(i for i, l in enumerate(table.layers) if l.kind != "view")
         head = table.layers[members[0]].name
-        cfgs = tuple(ConfigObs(file=source, model=f"kernel {r['id']}", batch=int(b), precision=precision,
-                               measured_s=float(t), groups=((head, float(t), members),))
-                     for b, t in sorted(times.items(), key=lambda kv: int(kv[0])) if float(t) > 0)
+        cfgs = tuple(ConfigObs(file=source, model=f"kernel {sid}", batch=b, precision=precision,
+                               measured_s=t, groups=((head, t, members),)) for b, t in timed if t > 0)
         if cfgs:
-            models.append(ModelData(name=f"kernel {r['id']}", layers=la, configs=cfgs, sample=str(spec["class"])))
+            models.append(ModelData(name=f"kernel {sid}", layers=la, configs=cfgs, sample=cls))
     if not models:
         raise UserError(f"{source}: no kernel samples with a measured time")
     return Dataset(tuple(models), precision, (source,))

@@ -53,8 +53,8 @@ def detect_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing file."),
     quick: bool = typer.Option(False, "--quick", help="Small problems and short runs (a few seconds; rough figures)."),
     threads: Optional[int] = typer.Option(None, "--threads", "-t", help="Threads for the kernel benchmarks (default: usable cores, as `estimate validate`)."),
-    kernels: bool = typer.Option(True, "--kernels/--no-kernels", help="Also time the kernel samples (about 150 "
-                                 "single-kernel graphs over realistic shapes, ~1 minute; --quick: a third) that "
+    kernels: bool = typer.Option(True, "--kernels/--no-kernels", help="Also time the kernel samples (174 "
+                                 "single-kernel graphs over realistic shapes, ~75 s; --quick: 68) that "
                                  "`estimate calibrate` fits every kernel class from; written next to the profile as NAME.kernels.json."),
 ) -> None:
     """Measure this host (onnxruntime GEMM/Conv rates, on-chip bandwidth from two 1x1 Convs,
@@ -206,7 +206,7 @@ def _kernel_samples(profile, hw: str, precision: str, rules, layout):
     if hostname is not None and isinstance(h, dict) and h.get("hostname") not in (None, hostname):
         raise UserError(f"{path}: kernel samples timed on host '{h.get('hostname')}' but profile {hw} describes "
                         f"host '{hostname}'")
-    return cal.sample_dataset(doc, precision, source=str(path), rules=rules, layout=layout)
+    return cal.sample_dataset(doc, precision, source=str(path), rules=rules, layout=layout), doc.get("threads")
 
 
 def _check_host(profile, docs: list[tuple[str, dict]], hw: str) -> None:
@@ -306,7 +306,12 @@ def calibrate_command(
                                       max_other_busy_pct=max_other_busy, rules=rules, layout=layout)
     n_samples = 0
     if use_samples and profile.kernel_samples is not None:
-        sdata = _kernel_samples(profile, hw, precision, rules, layout)
+        sdata, s_threads = _kernel_samples(profile, hw, precision, rules, layout)
+        r_threads = {c.get("threads") for _, d in docs for c in d.get("configurations", [])} - {None}
+        if s_threads is not None and r_threads and r_threads != {s_threads}:
+            raise UserError(f"{profile.kernel_samples_path()}: kernel samples timed at {s_threads} threads, the results at "
+                            f"{', '.join(map(str, sorted(r_threads)))}: re-run `estimate hw detect --threads "
+                            f"{min(r_threads)}` or pass --no-kernel-samples")
         n_samples = len(sdata.models)
         data = data.with_models(sdata)
     fr, rep = cal.calibrate(data, profile, cross_validate=cv)
@@ -320,20 +325,26 @@ def calibrate_command(
         rep.notes.append("fitted on one model: its layers cannot separate per-layer overheads, efficiencies and the "
                          "on-chip cost well (they trade off), so predictions for other models may be worse than "
                          "uncalibrated; fit on several models (docs/calibration.md)")
-    counts = dict(data.counts, layer_groups=fr.rows_layer)
+    counts = dict(data.measured().counts, layer_groups=fr.rows_layer)
+    result_files = [f for f, _ in docs]
     batches = {m.name: sorted({c.batch for c in m.configs}) for m in data.measured().models}
     host = docs[0][1]["host"]
     eff = cal.params_dict(fr.params, fr, profile)
-    source = (f"{profile.source.strip()} {_CALIBRATED_MARK}{len(data.files)} result files "
+    source = (f"{profile.source.strip()} {_CALIBRATED_MARK}{len(result_files)} result files "
               f"({', '.join(f'{k}: batches {v}' for k, v in batches.items())}; {precision}; host {host.get('hostname')}"
               f"; written to {out.resolve()})")
     notes = {
         "efficiency": (f"fitted (bounded least squares, relative residuals) to {counts['layer_groups']} per-layer group "
-                       f"times and {counts['configurations']} end-to-end p50 latencies of {len(data.model_names)} "
+                       f"times (kernel samples included) and {counts['configurations']} end-to-end p50 latencies of "
+                       f"{len(data.model_names)} "
                        f"model{'s' if len(data.model_names) != 1 else ''} "
-                       + (f"and {n_samples} kernel samples ({profile.kernel_samples}) " if n_samples else "") +
+                       + (f"and {n_samples} kernel samples ({profile.kernel_samples}; 25th-percentile times) "
+                          if n_samples else "") +
                        f"({', '.join(data.model_names)}); classes fitted: {', '.join(fr.fitted_classes)} (others kept from "
-                       f"the input profile); files: {', '.join(Path(f).name for f in data.files)}; "
+                       f"the input profile)"
+                       + (f"; followed their parent class (too little data of their own): "
+                          f"{', '.join(f'{c} -> {p}' for c, p in fr.tied)}" if fr.tied else "")
+                       + f"; files: {', '.join(Path(f).name for f in result_files)}; "
                        f"fit error: end-to-end median |error| {_pct(rep.fitted['e2e_median_abs_error'])}, "
                        f"leave-one-model-out {_pct(rep.cv['e2e_median_abs_error'])}; before: "
                        f"efficiency {profile_eff(profile)}"),

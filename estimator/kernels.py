@@ -258,10 +258,19 @@ def layout_conversions(layers: Sequence, tensor_bytes: Mapping[str, float], grap
     inside = [False] * len(layers)
     for i, l in enumerate(layers):
         if l.op_type in NCHWC_CONV and l.kind == "contraction" and len(l.output_shape or ()) == 4:
-            inside[i] = True
+            # a grouped conv whose groups have fewer outputs than a block stays in NCHW
+            inside[i] = not (l.layer_class == "grouped" and l.map_n % block)
         elif l.op_type in NCHWC_NATIVE and l.inputs and all(x in producer and inside[producer[x]] for x in l.inputs):
             sizes = {tensor_bytes.get(x) for x in l.inputs}
-            inside[i] = l.op_type not in ("Add", "Sum", "Mul") or len(sizes) == 1
+            if l.op_type in ("Add", "Sum", "Mul"):
+                inside[i] = len(sizes) == 1
+            elif l.op_type == "Concat":   # along channels, each input a whole number of blocks
+                shapes = [layers[producer[x]].output_shape or () for x in l.inputs]
+                out = l.output_shape or ()
+                inside[i] = (len(out) == 4 and all(len(sh) == 4 and tuple(sh[2:]) == tuple(out[2:]) and sh[1] % block == 0
+                                                   for sh in shapes) and sum(sh[1] for sh in shapes) == out[1])
+            else:
+                inside[i] = True
     outs = set(graph_outputs)
     conv: list[tuple[int, str, int]] = []
     for i, l in enumerate(layers):

@@ -186,7 +186,8 @@ class LayerArrays:
         # the elements it reads and writes, timed at the element-wise rate like an operation each
         # (scaled by the data class's efficiency): without it an in-cache copy would cost nothing
         non_mac = np.array([0.0 if l.op_type in kernels.EPILOGUE_IN_NODE else
-                            float(l.input_elems + l.output_elems) if l.layer_class == "data" and l.kind == "data" else
+                            max(float(l.input_elems + l.output_elems), float(l.non_mac_ops))
+                            if l.layer_class == "data" and l.kind == "data" else
                             l.non_mac_ops for l in layers], dtype=np.float64)
         return cls(
             names=tuple(l.name for l in layers), op_types=tuple(l.op_type for l in layers),

@@ -192,3 +192,37 @@ def test_a_grouped_conv_maps_one_group_onto_the_simd_block():
     dw = dict(spec, group=64)
     (conv,) = [l for l in analyze(load_graph(ks.build(dw, 1)[0])).layers if l.op_type == "Conv"]
     assert conv.layer_class == "depthwise" and (conv.map_k, conv.map_n) == (1, 64)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"samples": 5}, "must be a list"),
+    ({"samples": [{"spec": SPECS[0], "time_s": {"1": 1e-5}}]}, r"samples\[0\]"),                # no id
+    ({"samples": [{"id": "x", "spec": SPECS[0], "time_s": [1e-5]}]}, r"samples\[0\]"),
+    ({"samples": [{"id": "x", "spec": SPECS[0], "time_s": {"0": 1e-5}}]}, r"batches must be >= 1"),
+    ({"samples": [{"id": "x", "spec": SPECS[0], "time_s": {"1": float("inf")}}]}, "finite"),
+    ({"samples": [{"id": "x", "spec": dict(SPECS[0], act="Foo"), "time_s": {"1": 1e-5}}]}, "not costed"),
+    ({"precision": "int8", "samples": []}, "timed in int8"),
+])
+def test_a_malformed_samples_file_is_one_user_error(bad, message):
+    from estimator.errors import UserError
+
+    doc = {"schema": ks.SCHEMA, "schema_version": ks.SCHEMA_VERSION, **bad}
+    with pytest.raises(UserError, match=message):
+        cal.sample_dataset(doc, "fp32", source="h.kernels.json")
+
+
+def test_fp32_samples_are_not_fitted_to_int8_results():
+    from estimator.errors import UserError
+
+    doc = {"schema": ks.SCHEMA, "schema_version": ks.SCHEMA_VERSION, "precision": "fp32", "samples": []}
+    with pytest.raises(UserError, match="--no-kernel-samples"):
+        cal.sample_dataset(doc, "int8", source="h.kernels.json")
+
+
+def test_an_op_filed_under_other_keeps_its_class():
+    """kernel_class refines only element-wise layers: a reduce or data op whose cost function
+    names class other (NonMaxSuppression, window generators) keeps the profile's `other` figures."""
+    from estimator.ops.base import kernel_class
+
+    assert kernel_class("reduce", "other") == "other" and kernel_class("data", "other") == "other"
+    assert kernel_class("pool", "elementwise") == "pool" and kernel_class("data", "elementwise") == "data"

@@ -180,13 +180,18 @@ def test_kernel_classes_of_a_hand_built_graph():
     table = analyze_graph(load_graph(m))
     cls = {l.name: l.layer_class for l in table.layers}
     assert cls == {"proj": "gemm", "tr": "data", "scores": "attention", "ln": "norm", "pool": "pool", "head": "gemv"}
-    # a profile naming only the parents: the children take the parents' figures
-    prof = hardware.load_profile("xeon-8380")
-    by = dict(prof.efficiency.by_layer_class)
+    # a profile naming only the parents: the children take the parents' figures, not the defaults
+    parents = sorted(set(CLASS_PARENT.values()))
+    prof = hardware.profile_from_dict({
+        "schema_version": 1, "name": "p", "source": "test", "clock_hz": 1e9, "mac_units": {"fp32": 64},
+        "sram_bytes": 1 << 20, "dram_bandwidth_bytes_per_s": 1e10, "layer_overhead_s": 1e-6,
+        "layer_overhead_by_class_s": {p: 1e-5 * (k + 2) for k, p in enumerate(parents)},
+        "efficiency": {"compute": 0.9, "by_layer_class": {p: 0.1 * (k + 2) for k, p in enumerate(parents)}}}, "test")
     for child, parent in CLASS_PARENT.items():
-        if child not in by:
-            assert prof.efficiency.compute_for(child) == prof.efficiency.compute_for(parent)
-            assert prof.overhead_for(child) == prof.overhead_for(parent)
+        k = parents.index(parent)
+        assert prof.efficiency.compute_for(child) == pytest.approx(0.1 * (k + 2)), child
+        assert prof.overhead_for(child) == pytest.approx(1e-5 * (k + 2)), child
+    assert prof.efficiency.compute_for("other") == 0.9 and prof.overhead_for("other") == 1e-6
 
 
 def test_layout_reorders_match_onnxruntimes_optimized_graph():
@@ -207,9 +212,11 @@ def test_layout_reorders_match_onnxruntimes_optimized_graph():
     ort = pytest.importorskip("onnxruntime")
     rng = np.random.default_rng(0)
 
-    def conv(x, y, name):
-        w = numpy_helper.from_array(rng.standard_normal((32, 32, 1, 1)).astype(np.float32), name + "_w")
-        return helper.make_node("Conv", [x, name + "_w"], [y], name=name), w
+    def conv(x, y, name, cin=32, group=1):
+        w = numpy_helper.from_array(rng.standard_normal((32, cin // group, 1, 1)).astype(np.float32), name + "_w")
+        return helper.make_node("Conv", [x, name + "_w"], [y], name=name, group=group), w
+
+    g8 = numpy_helper.from_array(rng.standard_normal((64, 4, 3, 3)).astype(np.float32), "g8_w")
 
     C = lambda v, n: numpy_helper.from_array(np.array(v, np.int64), n)  # noqa: E731
     middles = {
@@ -222,12 +229,26 @@ def test_layout_reorders_match_onnxruntimes_optimized_graph():
         "slice_concat": ([helper.make_node("Slice", ["a", "st", "en", "ax"], ["h"], name="sl"),
                           helper.make_node("Concat", ["h", "h"], ["m"], axis=1, name="cat")],
                          [C([0], "st"), C([16], "en"), C([1], "ax")]),
+        "concat_spatial": ([helper.make_node("Relu", ["a"], ["h"], name="r"),
+                            helper.make_node("Concat", ["a", "h"], ["m"], axis=2, name="cat")], []),
+        "concat_24": ([helper.make_node("Slice", ["a", "st", "en", "ax"], ["h"], name="sl"),
+                       helper.make_node("Concat", ["h", "h"], ["m"], axis=1, name="cat")],
+                      [C([0], "st"), C([24], "en"), C([1], "ax")]),
+        # a grouped conv with 4 input and 8 output channels per group (64 -> 64, group 8): NCHW
+        "grouped_narrow": ([helper.make_node("Conv", ["a2", "g8_w"], ["m"], name="g", group=8, pads=[1, 1, 1, 1],
+                                             kernel_shape=[3, 3])], [g8]),
     }
+    cin2 = {"concat_24": 48, "grouped_narrow": 64}
     for name, (mid, extra) in middles.items():
         n1, w1 = conv("x", "a", "c1")
-        n2, w2 = conv("m", "y", "c2")
+        n2, w2 = conv("m", "y", "c2", cin=cin2.get(name, 32))
+        if name == "grouped_narrow":   # c1 makes 32 channels; a 1x1 conv widens them to 64 first
+            wide, ww = conv("a", "a2", "wide")
+            ww = numpy_helper.from_array(rng.standard_normal((64, 32, 1, 1)).astype(np.float32), "wide_w")
+            mid = [wide, *mid]
+            extra = [*extra, ww]
         g = helper.make_graph([n1, *mid, n2], name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 14, 14])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 14, 14])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               initializer=[w1, w2, *extra])
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
         m.ir_version = 8

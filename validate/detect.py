@@ -231,7 +231,7 @@ def measure_kernel_samples(threads: int, quick: bool = False, progress=None) -> 
     out = [{"id": spec["id"], "spec": spec,
             "time_s": {str(b): max(times[(spec["id"], str(b))] - null, 0.0) for b in ks.BATCHES},
             "runs": {str(b): runs[(spec["id"], str(b))] for b in ks.BATCHES}} for spec in specs]
-    return {"schema": ks.SCHEMA, "schema_version": ks.SCHEMA_VERSION, "threads": threads,
+    return {"schema": ks.SCHEMA, "schema_version": ks.SCHEMA_VERSION, "threads": threads, "precision": "fp32",
             "batches": list(ks.BATCHES), "null_call_s": null, "quick": quick,
             "timing": (f"25th percentile of repeated onnxruntime run_with_iobinding calls (spinning off, {threads} "
                        "threads, ORT_ENABLE_ALL, inputs and output bound once), after 2 warm-up calls, the faster "
@@ -417,6 +417,15 @@ def detect(quick: bool = False, threads: int | None = None) -> Detection:
     return d
 
 
+def _block(lanes: int, units: float) -> int:
+    """The SIMD channel block: the fp32 lanes, or the largest power of two the measured MACs per
+    cycle allow (a profile's mac_array may not exceed its mac_units)."""
+    b = max(1, lanes)
+    while b > 1 and b > units:
+        b //= 2
+    return b
+
+
 def _g(x: float) -> str:
     return f"{x:.4g}"
 
@@ -547,7 +556,7 @@ def profile_dict(d: Detection, argv_hint: str = "estimate hw detect") -> dict:
         "mac_units": {"fp32": float(f"{units32:.6g}"), "int8": float(f"{units8:.6g}")},
         "vector_ops_per_cycle": {"fp32": float(f"{vec:.6g}")},
         # onnxruntime's NCHWc convolutions block output channels by one SIMD register of fp32
-        "mac_array": {"rows": 1, "cols": max(1, min(lanes, int(min(units32, units8))))},
+        "mac_array": {"rows": 1, "cols": _block(lanes, min(units32, units8))},
         "sram_bytes": int(d.llc_bytes),
         "dram_bandwidth_bytes_per_s": float(f"{bw:.6g}"),
         **({"onchip_bandwidth_bytes_per_s": float(f"{split[1]:.4g}")} if split else {}),

@@ -40,15 +40,15 @@ LAYER_CLASSES = ("conv3x3", "conv1x1", "conv_other", "grouped", "depthwise", "ge
 CLASS_PARENT = {"grouped": "conv_other", "gemv": "gemm", "attention": "gemm", "pool": "elementwise", "norm": "elementwise",
                 "data": "elementwise"}
 
-# kind -> class for the non-contraction kinds the cost functions file under "elementwise" or
-# "other" (one place, rather than in every cost function)
+# kind -> class for the non-contraction kinds the cost functions file under "elementwise" (one
+# place, rather than in every cost function)
 _CLASS_OF_KIND = {"pool": "pool", "reduce": "pool", "norm": "norm", "data": "data"}
 
 
 def kernel_class(kind: str, layer_class: str) -> str:
     """The class a layer is costed and calibrated as: pooling/reduce, normalization and data
     movement are their own classes whatever class their cost function named."""
-    if layer_class in ("elementwise", "other"):
+    if layer_class == "elementwise":   # an op its cost function files under "other" keeps it
         return _CLASS_OF_KIND.get(kind, layer_class)
     return layer_class
 
