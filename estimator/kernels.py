@@ -272,20 +272,20 @@ def layout_conversions(layers: Sequence, tensor_bytes: Mapping[str, float], grap
             else:
                 inside[i] = True
     outs = set(graph_outputs)
-    conv: list[tuple[int, str, int]] = []
+    found: list[tuple[int, str, int]] = []
     for i, l in enumerate(layers):
         if inside[i] and l.op_type in NCHWC_CONV and l.inputs:
             x = l.inputs[0]
             p = producer.get(x)
             stem = l.layer_class in ("conv3x3", "conv1x1", "conv_other", "gemv") and l.map_k < block
             if (p is None or not inside[p]) and not stem:
-                conv.append((i, x, int(l.input_elems)))
+                found.append((i, x, int(l.input_elems)))
         if inside[i]:
             for o in l.outputs:
                 if o in outs or any(not inside[c] for c in consumers.get(o, ())):
-                    conv.append((i, o, int(l.output_elems)))
+                    found.append((i, o, int(l.output_elems)))
                     break
-    return conv
+    return found
 
 
 def layout_reorders(layers: Sequence, tensor_bytes: Mapping[str, float], graph_outputs: Sequence[str],

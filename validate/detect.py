@@ -239,61 +239,54 @@ def measure_kernel_samples(threads: int, quick: bool = False, progress=None) -> 
             "samples": out}
 
 
-def check_fusions(threads: int) -> dict[str, str]:
-    """Which fusion rules (estimator/kernels.py) onnxruntime applies on this host: each rule's
-    probe graph (models/kernel_samples.FUSION_PROBES) is optimized at ORT_ENABLE_ALL and saved
-    (optimized_model_filepath); a rule is confirmed when the op types it folds into the head are
-    gone from the optimized graph. Returns rule -> "confirmed" or what was left."""
+def optimized_ops(model, threads: int) -> list[str]:
+    """The op types of onnxruntime's optimized graph of `model` (ORT_ENABLE_ALL, saved with
+    optimized_model_filepath): what the runtime will actually run."""
     import tempfile
 
     import onnx
     import onnxruntime as ort
 
+    with tempfile.TemporaryDirectory(prefix="estimate-optimized-") as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+
+
+def check_fusions(threads: int) -> dict[str, str]:
+    """Which fusion rules (estimator/kernels.py) onnxruntime applies on this host: each rule's
+    probe graph (models/kernel_samples.FUSION_PROBES) is optimized (optimized_ops); a rule is
+    confirmed when the op types it folds into the head are gone from the optimized graph.
+    Returns rule -> "confirmed" or what was left."""
     from ..models import kernel_samples as ks
 
     out = {}
-    with tempfile.TemporaryDirectory(prefix="estimate-fusion-") as tmp:
-        for rule, (spec, gone) in ks.FUSION_PROBES.items():
-            model, _ = ks.build(spec, 1)
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.optimized_model_filepath = os.path.join(tmp, f"{rule}.onnx")
-            so.log_severity_level = 3
-            try:
-                ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-                ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
-            except Exception as e:  # noqa: BLE001 - an optimizer that cannot save says nothing about fusion
-                out[rule] = f"not checked ({type(e).__name__})"
-                continue
-            left = [o for o in gone if o in ops]
-            out[rule] = "confirmed" if not left else (f"not fused: {', '.join(left)} still in the optimized graph "
-                                                      f"({', '.join(ops)})")
+    for rule, (spec, gone) in ks.FUSION_PROBES.items():
+        try:
+            ops = optimized_ops(ks.build(spec, 1)[0], threads)
+        except Exception as e:  # noqa: BLE001 - an optimizer that cannot save says nothing about fusion
+            out[rule] = f"not checked ({type(e).__name__})"
+            continue
+        left = [o for o in gone if o in ops]
+        out[rule] = "confirmed" if not left else (f"not fused: {', '.join(left)} still in the optimized graph "
+                                                  f"({', '.join(ops)})")
     return out
 
 
 def check_layout(threads: int) -> str | None:
     """"nchwc" when onnxruntime runs convolutions in its blocked channel layout here (its
     optimized graph of a conv probe holds ReorderInput/ReorderOutput kernels), else None."""
-    import tempfile
-
-    import onnx
-    import onnxruntime as ort
-
     from ..models import kernel_samples as ks
 
-    model, _ = ks.build({"op": "conv", "cin": 32, "cout": 32, "hw": 14, "k": 3, "stride": 1, "group": 1, "act": "Relu"}, 1)
-    with tempfile.TemporaryDirectory(prefix="estimate-layout-") as tmp:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.optimized_model_filepath = os.path.join(tmp, "layout.onnx")
-        so.log_severity_level = 3
-        try:
-            ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-            ops = {n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node}
-        except Exception:  # noqa: BLE001 - cannot tell: no layout term
-            return None
+    spec, _ = ks.FUSION_PROBES["epilogue"]   # a conv and its activation
+    try:
+        ops = set(optimized_ops(ks.build(spec, 1)[0], threads))
+    except Exception:  # noqa: BLE001 - cannot tell: no layout term
+        return None
     return "nchwc" if {"ReorderInput", "ReorderOutput"} & ops else None
 
 

@@ -57,11 +57,11 @@ def matmul(ctx: OpContext) -> OpCost:
     A (..., M, K) @ B (..., K, N), numpy broadcasting of the batch dims; 1-D operands per numpy
     (a vector A is (1, K), a vector B is (K, 1)).
     """
-    macs, _ = matmul_macs(ctx)
-    sa, sb = ctx.in_shape(0), ctx.in_shape(1)
-    m_rows = matmul_dims(sa, sb, False, False)[1]
-    cls = matmul_class(m_rows, ctx.const_inputs[1] or ctx.const_inputs[0])
-    return OpCost(macs=macs, kind="contraction", layer_class=cls)
+    sa = need(ctx.in_shape(0), "MatMul: shape of input A")
+    sb = need(ctx.in_shape(1), "MatMul: shape of input B")
+    batch, m, n, k = matmul_dims(sa, sb, False, False)
+    cls = matmul_class(m, ctx.const_inputs[1] or ctx.const_inputs[0])
+    return OpCost(macs=batch * m * n * k, kind="contraction", layer_class=cls)
 
 
 def gemm_counts(ctx: OpContext, c_index: int = 2) -> tuple[int, int, int]:
