@@ -167,12 +167,15 @@ def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | s
     `layers`: LayerCost rows in topological order (op_type, kind, status, inputs, outputs;
     `inputs` are the activations a layer reads: constants are not among them). Views
     (Reshape, ...) neither join nor break a chain: a layer reading a view of a kernel's output
-    reads that output.
+    reads that output. A layer that several rules may start takes the first rule naming its op
+    (conv_epilogue for a Conv) before one starting at any contraction (epilogue), so that a
+    profile's list order does not hide the more specific rule.
     """
     n = len(layers)
     head = list(range(n))
     if not rules:
         return head
+    rules = sorted(rules, key=lambda r: CONTRACTION in r.head)   # stable: named heads first
     alias: dict[str, str] = {}
     producer: dict[str, int] = {}
     readers: dict[str, int] = {}
