@@ -73,6 +73,7 @@ _TOP_KEYS: dict[str, str] = {
     "mac_units": "MACs per cycle, by precision",
     "vector_ops_per_cycle": "element operations per cycle, by precision",
     "mac_array": "rows and cols of one MAC array",
+    "parallel": "units (SMs, cores, arrays) and the output tile one unit computes at a time (tile_m x tile_n)",
     "sram_bytes": "bytes",
     "dram_bandwidth_bytes_per_s": "bytes per second",
     "onchip_bandwidth_bytes_per_s": "bytes per second",
@@ -97,6 +98,7 @@ _REQUIRED_KEYS: tuple[str, ...] = (
     "dram_bandwidth_bytes_per_s",
 )
 _MAC_ARRAY_KEYS = ("rows", "cols")
+_PARALLEL_KEYS = ("units", "tile_m", "tile_n")
 _EFFICIENCY_KEYS = ("compute", "memory", "by_layer_class")
 _WINOGRAD_KEYS = ("tile", "weights")
 _ENERGY_KEYS = ("per_mac_j", "per_dram_byte_j")
@@ -161,6 +163,18 @@ class MacArray:
     def macs(self) -> int:
         """MACs per cycle of one array: ``rows * cols``."""
         return self.rows * self.cols
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parallel:
+    """Work split into tiles over parallel units (docs/roofline.md, "Tiles and waves"): a
+    contraction's output (M rows = batch x positions, N = output channels/columns) is cut into
+    tile_m x tile_n tiles, run `units` at a time; a partial tile or a last partial wave leaves
+    MACs idle."""
+
+    units: int
+    tile_m: int
+    tile_n: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +246,7 @@ class HardwareProfile:
     mac_units: FrozenMap
     vector_ops_per_cycle: FrozenMap | None = None
     mac_array: MacArray | None = None
+    parallel: Parallel | None = None
     sram_bytes: int
     dram_bandwidth_bytes_per_s: float
     onchip_bandwidth_bytes_per_s: float | None = None
@@ -629,6 +644,14 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
             )
         fields["mac_array"] = mac_array
 
+    if "parallel" in data:
+        par = _mapping(origin, "parallel", data["parallel"], "units, tile_m and tile_n")
+        _check_keys(origin, par, _PARALLEL_KEYS, "parallel", _PARALLEL_KEYS)
+        fields["parallel"] = Parallel(
+            units=_positive(origin, "parallel.units", par["units"], "parallel units", integer=True),
+            tile_m=_positive(origin, "parallel.tile_m", par["tile_m"], "output rows per tile", integer=True),
+            tile_n=_positive(origin, "parallel.tile_n", par["tile_n"], "output columns per tile", integer=True))
+
     if "efficiency" in data:
         eff = _mapping(origin, "efficiency", data["efficiency"], "compute, memory, by_layer_class")
         _check_keys(origin, eff, _EFFICIENCY_KEYS, "efficiency")
@@ -720,6 +743,8 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
         out["vector_ops_per_cycle"] = {k: _count_out(v) for k, v in p.vector_ops_per_cycle.items()}
     if p.mac_array is not None:
         out["mac_array"] = {"rows": p.mac_array.rows, "cols": p.mac_array.cols}
+    if p.parallel is not None:
+        out["parallel"] = {"units": p.parallel.units, "tile_m": p.parallel.tile_m, "tile_n": p.parallel.tile_n}
     out["sram_bytes"] = int(p.sram_bytes)
     out["dram_bandwidth_bytes_per_s"] = float(p.dram_bandwidth_bytes_per_s)
     if p.onchip_bandwidth_bytes_per_s is not None:

@@ -101,6 +101,9 @@ class LayerArrays:
     #   conversions next to each layer (kernels.layout_reorders), timed at the data class's rate
     kernel_head: np.ndarray = field(default=None, repr=False)  # (L,) the layer heading each one's kernel
     #   (estimator/kernels.py): its own index when it heads one or runs alone
+    gemm_m: np.ndarray = field(default=None, repr=False)   # (L,) output rows per sample of a contraction's
+    #   GEMM view (positions, or the rows of a MatMul), per group; 0 = unmapped
+    gemm_groups: np.ndarray = field(default=None, repr=False)  # (L,) independent GEMMs (groups of a grouped conv)
 
     @classmethod
     def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = (),
@@ -207,7 +210,24 @@ class LayerArrays:
             gather_cap=np.array([l.output_bytes_at(prec) if l.op_type in GATHER_OPS and l.weight_bytes > 0 else np.inf
                                  for l in layers], dtype=np.float64),
             kernel_head=heads,
-            reorder=_reorders(layers, tbytes, graph_outputs, layout, heads))
+            reorder=_reorders(layers, tbytes, graph_outputs, layout, heads),
+            **_gemm_view(layers))
+
+
+def _gemm_view(layers) -> dict[str, np.ndarray]:
+    """Each contraction's output as GEMMs for tiling (docs/roofline.md, "Tiles and waves"):
+    N = map_n output columns (one group's for a grouped conv), groups = output channels / N
+    for a grouped conv (else 1), M = output elements / (N x groups) rows per sample."""
+    m = np.zeros(len(layers))
+    g = np.ones(len(layers))
+    for i, l in enumerate(layers):
+        if not (l.macs and l.map_n):
+            continue
+        shape = l.output_shape or ()
+        if l.layer_class == "grouped" and len(shape) >= 2 and shape[1]:
+            g[i] = max(1.0, float(shape[1]) / l.map_n)
+        m[i] = float(l.output_elems) / (l.map_n * g[i])
+    return {"gemm_m": m, "gemm_groups": g}
 
 
 _DATA = LAYER_CLASSES.index("data")
@@ -245,6 +265,9 @@ class HwArrays:
     energy_mac_j: np.ndarray          # nan = unknown
     energy_byte_j: np.ndarray
     onchip_bytes_per_s: np.ndarray = None   # (C,) inf = on-chip operand traffic overlaps the MACs (no term)
+    units: np.ndarray = None          # (C,) parallel units (profile `parallel`); 0 = no tile/wave term
+    tile_m: np.ndarray = None         # (C,) output rows of one tile
+    tile_n: np.ndarray = None         # (C,) output columns of one tile
 
     @property
     def count(self) -> int:
@@ -261,7 +284,7 @@ class HwArrays:
     def from_profiles(cls, profiles: Sequence[HardwareProfile], precision: str, winograd: str | None = None) -> "HwArrays":
         if winograd is not None and winograd not in WINOGRAD_TILES:
             raise UserError(f"--winograd: unknown '{winograd}' (use off, f2 or f4)")
-        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte", "onchip")}
+        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte", "onchip", "units", "tm", "tn")}
         for p in profiles:
             cols["peak"].append(p.peak_macs_per_s(precision))  # raises naming the precisions it has
             v = p.vector_ops_per_s(precision)
@@ -274,6 +297,10 @@ class HwArrays:
             cols["rows"].append(float(p.mac_array.rows) if p.mac_array else 0.0)
             cols["cols"].append(float(p.mac_array.cols) if p.mac_array else 0.0)
             cols["ovh"].append([p.overhead_for(c) for c in LAYER_CLASSES])
+            par = p.parallel
+            cols["units"].append(float(par.units) if par else 0.0)
+            cols["tm"].append(float(par.tile_m) if par else 1.0)
+            cols["tn"].append(float(par.tile_n) if par else 1.0)
             if winograd is not None:
                 tile = WINOGRAD_TILES[winograd]
             else:
@@ -290,7 +317,8 @@ class HwArrays:
                    rows=np.array(cols["rows"]), cols=np.array(cols["cols"]), overhead_s=np.array(cols["ovh"]).reshape(len(profiles), len(LAYER_CLASSES)),
                    wino_tile=np.array(cols["tile"]), wino_expand=np.array(cols["exp"], dtype=bool),
                    energy_mac_j=np.array(cols["emac"]), energy_byte_j=np.array(cols["ebyte"]),
-                   onchip_bytes_per_s=np.array(cols["onchip"]))
+                   onchip_bytes_per_s=np.array(cols["onchip"]), units=np.array(cols["units"]),
+                   tile_m=np.array(cols["tm"]), tile_n=np.array(cols["tn"]))
 
     @classmethod
     def grid(cls, base: HardwareProfile, precision: str, winograd: str | None = None,
@@ -329,7 +357,8 @@ class HwArrays:
                    overhead_s=(np.repeat(flat["layer_overhead_s"][:, None], len(LAYER_CLASSES), axis=1)
                                if "layer_overhead_s" in flat else col(one.overhead_s)), wino_tile=col(one.wino_tile),
                    wino_expand=col(one.wino_expand), energy_mac_j=col(one.energy_mac_j), energy_byte_j=col(one.energy_byte_j),
-                   onchip_bytes_per_s=flat.get("onchip_bandwidth_bytes_per_s", col(one.onchip_bytes_per_s)))
+                   onchip_bytes_per_s=flat.get("onchip_bandwidth_bytes_per_s", col(one.onchip_bytes_per_s)),
+                   units=col(one.units), tile_m=col(one.tile_m), tile_n=col(one.tile_n))
 
 
 # ----------------------------------------------------------------------------- core
@@ -343,6 +372,28 @@ def _util(k: np.ndarray, n: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> n
         ur = np.where((r > 0) & (k[None, :] > 0), k[None, :] / (np.ceil(k[None, :] / np.where(r > 0, r, 1)) * np.where(r > 0, r, 1)), 1.0)
         uc = np.where((c > 0) & (n[None, :] > 0), n[None, :] / (np.ceil(n[None, :] / np.where(c > 0, c, 1)) * np.where(c > 0, c, 1)), 1.0)
     return ur * uc
+
+
+def _wave_util(la: LayerArrays, hw: "HwArrays", b: np.ndarray) -> np.ndarray:
+    """(C|1, B|1, L) share of the MAC peak a contraction keeps busy when its output GEMM
+    (b x gemm_m rows, map_n columns, gemm_groups of them) is cut into tile_m x tile_n tiles run
+    `units` at a time: b x M x N x groups / (waves x units x tile_m x tile_n), waves =
+    ceil(tiles / units). A layer with fewer tiles than units, a partial tile, or a last partial
+    wave leaves MACs idle (NVIDIA's tile and wave quantization). 1 without a `parallel` key or
+    for a layer without a GEMM view."""
+    if hw.units is None or not np.any(hw.units > 0) or la.gemm_m is None:
+        return np.ones((1, 1, 1), dtype=b.dtype)
+    u = _uniform_rows(np.stack([hw.units, hw.tile_m, hw.tile_n], axis=1))
+    units, tm, tn = (u[:, i][:, None, None] for i in range(3))        # (C|1, 1, 1)
+    m = b * la.gemm_m[None, None, :]                                   # (1, B, L) rows of the batch
+    n = la.map_n[None, None, :]
+    g = la.gemm_groups[None, None, :]
+    tiles = np.ceil(m / tm) * np.ceil(n / tn) * g
+    waves = np.ceil(tiles / np.where(units > 0, units, 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = m * n * g / (waves * units * tm * tn)
+    ok = (units > 0) & (m > 0) & (n > 0)
+    return np.where(ok, np.minimum(share, 1.0), 1.0).astype(b.dtype, copy=False)
 
 
 def _uniform_rows(a: np.ndarray) -> np.ndarray:
@@ -469,7 +520,7 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     util = _util(la.map_k, la.map_n, rc[:, 0], rc[:, 1])                 # (C|1, L)
     eff = uni(hw.compute_eff)[:, la.class_idx]                           # (C|1, L)
     peak = uni(hw.peak_macs_per_s[:, None])                              # (C|1, 1)
-    mac_rate = (peak * util * eff)[:, None, :]                           # (C|1, 1, L)
+    mac_rate = (peak * util * eff)[:, None, :] * _wave_util(la, hw, b)  # (C|1, 1|B, L)
     # the class efficiency scales the vector rate too (docs/hardware-profiles.md: "multiplies the MAC
     # (and vector) peak"): element-wise layers have no MACs, so this is what calibrates them
     vec_rate = (uni(hw.vector_ops_per_s[:, None]) * eff)[:, None, :]    # (C|1, 1, L)
