@@ -154,10 +154,11 @@ def _register_commands() -> None:
     """Commands defined in other modules: validate/results (validate/), compare/sweep
     (predict_cli), hw detect/calibrate (calibrate_cli). A broken import fails loudly."""
     from . import calibrate_cli, predict_cli
-    from .validate.cli import results_command, validate_command
+    from .validate.cli import import_command, results_command, validate_command
 
     app.command("validate")(validate_command)
     app.command("results")(results_command)
+    app.command("results-import", hidden=True)(import_command)   # `estimate results import ...` (main())
     predict_cli.register(app)
     calibrate_cli.register(app)
 
@@ -184,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         nonlocal args
+        if args[:2] == ["results", "import"]:
+            args = ["results-import", *args[2:]]
         if args and args[0] not in known and not args[0].startswith("-"):
             near = difflib.get_close_matches(args[0], sorted(known), n=1, cutoff=0.75)
             if near and not os.path.exists(args[0]) and not api.is_builtin(args[0]):

@@ -20,9 +20,10 @@ from typing import Any, Callable
 
 from .errors import UserError
 
-# Every command of estimator.cli (tests check this against the typer application).
+# Every command of estimator.cli (tests check this against the typer application);
+# "results-import" is `estimate results import` (estimator.cli.main rewrites it).
 COMMANDS = frozenset({"analyze", "models", "export", "profiles", "validate", "results", "compare", "sweep",
-                      "hw", "calibrate"})
+                      "hw", "calibrate", "results-import"})
 
 # The options of `estimate [analyze] MODEL`: flag -> (keyword of analyze_cli.run, kind).
 # kind: "str" takes a value, "int" an integer value, "list" a repeatable value, "flag" none.

@@ -135,7 +135,9 @@ def results_command(
     paths: list[str] = typer.Argument(..., help="Result JSON files or directories (searched recursively)."),
     format: str = typer.Option("table", "--format", "-f", help="table, csv, json or markdown."),
 ) -> None:
-    """Summarize result files from any number of hosts: max throughput, min latency, errors."""
+    """Summarize result files from any number of hosts: max throughput, min latency, errors.
+    `estimate results import FILE... --out DIR` imports published measurements (MLPerf log
+    summaries, points files) as results."""
     from . import results
     if format not in ("table", "csv", "json", "markdown"):
         raise UserError(f"--format {format!r}: choose table, csv, json or markdown")
@@ -150,3 +152,81 @@ def results_command(
         _console().print(out)
     else:
         typer.echo(out)
+
+
+def import_command(
+    files: list[str] = typer.Argument(..., help="MLPerf mlperf_log_summary.txt files (or folders holding them) and/or "
+                                             "published points files (JSON or CSV, like hwprofiles/published/points.json)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory to write the imported results to (created if missing)."),
+    system: Optional[str] = typer.Option(None, "--system", help="System name (default: from the MLCommons folder "
+                                         "layout <system>/<model>/<scenario>/)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name (default: from the folder layout)."),
+    devices: Optional[int] = typer.Option(None, "--devices", help="Devices (accelerators, sockets) in the measured "
+                                          "system (default: from the system name, e.g. '2x-...', '...x8', '2S'; else 1)."),
+    precision: Optional[str] = typer.Option(None, "--precision", "-p", help="Precision of the run (MLPerf summaries "
+                                            "do not state it; default: from the system name, else 'unknown')."),
+    device: Optional[str] = typer.Option(None, "--device", help="The hardware profile the system's device is "
+                                         "(default: a shipped profile name found in the system name)."),
+) -> None:
+    """Import published measurements (MLPerf log summaries, points files) as end-to-end results."""
+    from estimator import hardware
+
+    from . import imported, results
+
+    if devices is not None and devices < 1:
+        raise UserError(f"--devices {devices}: must be >= 1")
+    if precision is not None and precision not in imported.PRECISIONS:
+        raise UserError(f"--precision {precision!r}: choose one of {', '.join(imported.PRECISIONS)}")
+    out = results.check_out_dir(out.expanduser())
+    names = hardware.shipped_profile_names()
+    when = results.utc_now().isoformat(timespec="seconds")
+    docs, notes = [], []
+    paths: list[Path] = []
+    for f in files:   # a folder (an MLCommons results tree): every LoadGen summary under it
+        p = Path(f)
+        if p.is_dir():
+            found = sorted(p.rglob("mlperf_log_summary.txt"))
+            if not found:
+                raise UserError(f"{f}: a folder without any mlperf_log_summary.txt")
+            paths += found
+        elif not p.is_file():
+            raise UserError(f"{f}: no such file or directory")
+        else:
+            paths.append(p)
+    for p in paths:
+        f = str(p)
+        try:
+            text = p.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{f}: cannot read ({e})") from None
+        if "MLPerf Results Summary" in text:
+            d, n = imported.summary_doc(str(p), text, profiles=names, system=system, model=model, devices=devices,
+                                        precision=precision, device=device, created_utc=when)
+            docs.append(d)
+        else:
+            if any(x is not None for x in (system, model, devices, precision, device)):
+                notes.append((f, "--system/--model/--devices/--precision/--device apply to MLPerf summaries only: a "
+                                 "points file states them per point"))
+            ds, n = imported.points_docs(str(p), text, profiles=names, created_utc=when)
+            docs += ds
+        notes += n
+    written = kept = 0
+    for d in docs:
+        j, c = out / f"{d['run_id']}.json", out / f"{d['run_id']}.csv"
+        if j.exists():   # the same figure imported before (the run id is a hash of the source text)
+            kept += 1
+            continue
+        results.write_results(d, j, c)
+        written += 1
+    for text, where in _grouped(notes).items():
+        typer.echo(f"note: {text} ({where})", err=True)
+    typer.echo(f"imported {len(docs)} result(s) into {out}: {written} written"
+               + (f", {kept} already there (kept)" if kept else ""))
+
+
+def _grouped(notes: list[tuple[str, str]]) -> dict[str, str]:
+    """{note: the files it applies to}: one line per kind of note, not one per file."""
+    out: dict[str, list[str]] = {}
+    for where, text in notes:
+        out.setdefault(text, []).append(where)
+    return {t: (ws[0] if len(ws) == 1 else f"{len(ws)} files: {ws[0]}, ...") for t, ws in out.items()}

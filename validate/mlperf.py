@@ -29,28 +29,16 @@ def import_loadgen():
 
 
 def parse_summary(text: str) -> dict:
-    """Figures from mlperf_log_summary.txt: validity, samples/s, latency percentiles (s)."""
-    out: dict = {"percentiles_s": {}}
-    m = re.search(r"Result is\s*:\s*(\w+)", text)
-    out["valid"] = (m.group(1) == "VALID") if m else None
-    out["result"] = m.group(1) if m else None
-    m = re.search(r"Samples per second\s*:\s*([\d.eE+-]+)", text)
-    out["samples_per_s"] = float(m.group(1)) if m else None
-    for pct, ns in re.findall(r"(\d+(?:\.\d+)?)(?:th)? percentile latency \(ns\)\s*:\s*(\d+)", text):
-        out["percentiles_s"][f"p{pct.rstrip('0').rstrip('.') if '.' in pct else pct}"] = int(ns) * 1e-9
-    for key, label in (("min_latency_s", "Min latency"), ("max_latency_s", "Max latency"),
-                       ("mean_latency_s", "Mean latency")):
-        m = re.search(label + r" \(ns\)\s*:\s*(\d+)", text)
-        out[key] = int(m.group(1)) * 1e-9 if m else None
-    for key, label in (("qps_with_loadgen_overhead", "QPS w/ loadgen overhead"),
-                       ("qps_without_loadgen_overhead", "QPS w/o loadgen overhead")):
-        m = re.search(re.escape(label) + r"\s*:\s*([\d.eE+-]+)", text)
-        out[key] = float(m.group(1)) if m else None
+    """Figures from mlperf_log_summary.txt: validity, samples/s, latency percentiles (s)
+    (validate.imported.summary_fields, plus the p90 and a samples/s that falls back to the
+    QPS LoadGen measured)."""
+    from .imported import summary_fields
+
+    out = summary_fields(text)
+    out["loadgen_scenario"] = out.pop("scenario")   # the runner's own `scenario` name stays
     if out["samples_per_s"] is None:
         out["samples_per_s"] = out.get("qps_with_loadgen_overhead")
     out["p90_latency_s"] = out["percentiles_s"].get("p90")
-    for pct, ns in re.findall(r"Early stopping (\d+(?:\.\d+)?)th percentile estimate\s*:\s*(\d+)", text):
-        out[f"early_stopping_p{pct.rstrip('0').rstrip('.')}_s"] = int(ns) * 1e-9
     return out
 
 

@@ -198,7 +198,8 @@ def load_results(paths: list[str]) -> tuple[list[tuple[Path, dict]], list[str]]:
 SUMMARY_COLUMNS = ["model", "host", "cpu", "provider", "precision", "threads", "max_throughput_per_s",
                    "batch_at_max", "instances_at_max", "min_latency_s", "min_latency_batch",
                    "p90_batch1_s", "p99_batch1_s", "prediction_error_batch1",
-                   "mean_abs_prediction_error", "configurations", "runs", "partial_runs"]
+                   "mean_abs_prediction_error", "configurations", "runs", "partial_runs", "source",
+                   "devices_in_system", "published_figure"]
 
 
 def summarize(docs: list[tuple[Path, dict]]) -> list[dict]:
@@ -213,8 +214,10 @@ def summarize(docs: list[tuple[Path, dict]]) -> list[dict]:
             # one row per model, host, engine, precision and thread count: runs that differ in
             # any of these are different configurations and are never merged
             key = (doc["model"]["name"], host.get("hostname"), cpu, prov, c["precision"], c.get("threads"))
-            g = groups.setdefault(key, {"cfgs": [], "runs": set(), "partial": set()})
+            g = groups.setdefault(key, {"cfgs": [], "runs": set(), "partial": set(), "imported": []})
             g["cfgs"].append(c)
+            if doc.get("source") == "imported":
+                g["imported"].append((doc, c))
             g["runs"].add(doc.get("run_id"))
             if doc.get("partial"):
                 g["partial"].add(doc.get("run_id"))
@@ -222,11 +225,9 @@ def summarize(docs: list[tuple[Path, dict]]) -> list[dict]:
     for (model, hostname, cpu, prov, prec, threads), g in sorted(groups.items(), key=lambda kv: [str(x) for x in kv[0]]):
         cfgs = g["cfgs"]
         best = max(cfgs, key=lambda c: c.get("throughput_per_s") or 0)
-        b1 = [c for c in cfgs if c["batch"] == 1 and c.get("instances", 1) == 1]
-        if b1:
-            fastest = min(b1, key=lambda c: c["latency_s"]["p50"])
-        else:
-            fastest = min(cfgs, key=lambda c: c["latency_s"]["p50"])
+        timed = [c for c in cfgs if c["latency_s"].get("p50") is not None]  # an imported throughput has none
+        b1 = [c for c in timed if c["batch"] == 1 and c.get("instances", 1) == 1]
+        fastest = min(b1 or timed, key=lambda c: c["latency_s"]["p50"]) if timed else None
         errs = [abs(c["prediction"]["error"]) for c in cfgs
                 if (c.get("prediction") or {}).get("error") is not None]
         b1_pred = [c for c in b1 if (c.get("prediction") or {}).get("error") is not None]
@@ -235,14 +236,27 @@ def summarize(docs: list[tuple[Path, dict]]) -> list[dict]:
             "model": model, "host": hostname, "cpu": cpu, "provider": prov, "precision": prec, "threads": threads,
             "max_throughput_per_s": best.get("throughput_per_s"), "batch_at_max": best["batch"],
             "instances_at_max": best.get("instances", 1),
-            "min_latency_s": fastest["latency_s"]["p50"], "min_latency_batch": fastest["batch"],
+            "min_latency_s": fastest["latency_s"]["p50"] if fastest else None,
+            "min_latency_batch": fastest["batch"] if fastest else None,
             "p90_batch1_s": fastest["latency_s"]["p90"] if b1 else None,
             "p99_batch1_s": fastest["latency_s"]["p99"] if b1 else None,
             "prediction_error_batch1": b1_err,
             "mean_abs_prediction_error": sum(errs) / len(errs) if errs else None,
             "configurations": len(cfgs), "runs": len(g["runs"]), "partial_runs": len(g["partial"]),
+            "source": "imported" if g["imported"] else "measured",
+            "devices_in_system": ", ".join(sorted({str(d.get("devices_in_system")) for d, _ in g["imported"]})) or None,
+            "published_figure": "; ".join(_figure_text(d, c) for d, c in g["imported"]) or None,
         })
     return rows
+
+
+def _figure_text(doc: dict, c: dict) -> str:
+    """An imported configuration's headline figure as published, e.g. 'Offline 88714.3 samples/s'."""
+    f = c.get("figure") or {}
+    v, u = f.get("value"), f.get("units")
+    val = f"{v * 1e3:.3f} ms" if u == "s" and v is not None else f"{v:g} {u}"
+    valid = (doc.get("imported") or {}).get("valid")
+    return " ".join(x for x in (c.get("scenario"), f.get("metric"), val, "(INVALID)" if valid is False else "") if x)
 
 
 def _fmt(v, col: str) -> str:
@@ -276,6 +290,9 @@ def render_summary(rows: list[dict], fmt: str) -> str | object:
     keys = ["model", "host", "precision", "threads", "max_throughput_per_s", "batch_at_max", "min_latency_s",
             "min_latency_batch", "p90_batch1_s", "p99_batch1_s", "prediction_error_batch1",
             "mean_abs_prediction_error", "configurations"]
+    if any(r.get("source") == "imported" for r in rows):   # published figures: say what was published
+        headers += ["devices", "published figure"]
+        keys += ["devices_in_system", "published_figure"]
     table = [[_fmt(r[k], k) for k in keys] for r in rows]
     if fmt == "markdown":
         from tabulate import tabulate
