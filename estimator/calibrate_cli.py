@@ -14,6 +14,7 @@ from typing import List, Optional
 import typer
 
 from .errors import UserError
+from .fsutil import atomic_write_text
 
 hw_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                      help="Hardware profiles of this host: `estimate hw detect -o host.yaml`.")
@@ -131,6 +132,18 @@ def detect_command(
 # ----------------------------------------------------------------------------- calibrate
 
 
+def write_outputs(calibrated, out: Path, replace: bool, backups: list[Path]) -> None:
+    """Write the calibrated profile; earlier calibrate outputs at these paths are kept as .prev
+    (only now that the fit succeeded)."""
+    from . import hardware
+
+    for p in backups:
+        prev = p.with_name(f"{p.stem}.prev{p.suffix}")
+        p.replace(prev)
+        sys.stderr.write(f"estimate: replacing {p}, written by an earlier `estimate calibrate` (kept as {prev})\n")
+    hardware.dump_profile(calibrated, out, overwrite=replace)
+
+
 def _read_results(paths: List[str]) -> list[tuple[str, dict]]:
     from .validate import results as res
 
@@ -241,6 +254,8 @@ def calibrate_command(
                                      "profile names (key kernel_samples, written by `estimate hw detect`) with the results."),
     test: Optional[List[str]] = typer.Option(None, "--test", help="Result files or directories NOT used in the fit: "
                                               "their error with the calibrated profile is reported (repeatable)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Imported (published) results: fit those of this "
+                                         "device (default: the profile's name, or the only device there is)."),
 ) -> None:
     """Fit the profile's efficiencies (per layer class, memory), on-chip bandwidth and per-layer
     overhead to measured per-layer and end-to-end times; write the calibrated profile and the
@@ -272,6 +287,9 @@ def calibrate_command(
     docs = _read_results(results)
     if not docs:
         raise UserError(f"no validation results found in {', '.join(results)} (run `estimate validate MODEL --out DIR` first)")
+    if any(d.get("source") == "imported" for _, d in docs):   # published end-to-end points
+        from . import calibrate_points_cli
+        return calibrate_points_cli.run(docs, profile, hw, out, report, precision, device, replace, backups, fmt)
     precs = sorted({c.get("precision") for _, d in docs for c in d.get("configurations", [])} - {None})
     if precision is None:
         if len(precs) > 1:
@@ -374,11 +392,7 @@ def calibrate_command(
                                   overhead_classes=fr.overhead_classes)
     if calibrated.kernel_samples is not None:   # fitted in; a relative name would not hold elsewhere
         calibrated = hardware.with_overrides(calibrated, kernel_samples=None)
-    for p in backups:  # the fit succeeded: now keep the previous outputs aside
-        prev = p.with_name(f"{p.stem}.prev{p.suffix}")
-        p.replace(prev)
-        sys.stderr.write(f"estimate: replacing {p}, written by an earlier `estimate calibrate` (kept as {prev})\n")
-    hardware.dump_profile(calibrated, out, overwrite=replace)
+    write_outputs(calibrated, out, replace, backups)
     doc = rep.to_dict()
     if test_data is not None:
         s_after, p_after = cal.evaluate_on(test_data, calibrated)
@@ -394,9 +408,7 @@ def calibrate_command(
                 "precision": precision, "files": list(data.files),
                 "counts": counts, "batches": batches})
     if report is not None:
-        tmp = report.with_name(f".{report.name}.tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(report)
+        atomic_write_text(report, json.dumps(doc, indent=1))
     if fmt == "json":
         typer.echo(json.dumps(doc, indent=1))
     elif fmt == "markdown":

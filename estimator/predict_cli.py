@@ -158,6 +158,9 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
         console.print(f"[yellow]note:[/yellow] '{hwp.name}' is uncalibrated (efficiencies 1): these are "
                       "ideal-peak figures; real devices are slower, often several times at batch 1. "
                       "Calibrate with measurements (docs/calibration.md).", soft_wrap=True)
+    elif "published point" in str(hwp.notes.get("efficiency", "")):
+        console.print(f"[yellow]note:[/yellow] '{hwp.name}' is fitted to published measurements of one model "
+                      "(docs/devices.md): other models and batches are estimates of the roofline.", soft_wrap=True)
     report._render_unsupported(console, t.unsupported_ops, t.uncosted_ops)
     if pred.excluded_layers:
         console.print(f"[bold red]{pred.excluded_layers} layer(s) without a cost are left out of the predicted time.[/bold red]")
