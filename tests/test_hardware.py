@@ -25,7 +25,7 @@ from estimator.hardware import (
     with_overrides,
 )
 
-SHIPPED = ["edge-npu", "edge-tpu", "h100-sxm", "jetson-agx-orin", "rpi4", "xeon-8380"]
+SHIPPED = ["edge-npu", "edge-tpu", "h100-sxm", "jetson-agx-orin", "jetson-agx-xavier", "rpi4", "xeon-8380", "xeon-8480"]
 
 
 def minimal(**changes) -> dict:
