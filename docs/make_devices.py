@@ -188,8 +188,8 @@ def _reading(p: hardware.HardwareProfile, q: cp.Point, la: LayerArrays, predicte
     peak = p.peak_macs_per_s(q.precision)
     e = p.efficiency
     return (f"the whole model runs at {rate / peak:.0%} of the dense {q.precision} MAC peak "
-            f"({rate / 1e12:.3g} of {peak / 1e12:.3g} TMAC/s); compute-bound layers at {e.compute:.0%} of it, "
-            f"DRAM-bound ones at {e.memory:.0%} of the bandwidth")
+            f"({rate / 1e12:.3g} of {peak / 1e12:.3g} TMAC/s); compute efficiency {e.compute:.0%} (each layer's "
+            f"tile and wave share comes on top), memory efficiency {e.memory:.0%} of the bandwidth")
 
 
 def main(argv: list[str]) -> int:

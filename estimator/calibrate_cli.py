@@ -289,6 +289,9 @@ def calibrate_command(
         raise UserError(f"no validation results found in {', '.join(results)} (run `estimate validate MODEL --out DIR` first)")
     if any(d.get("source") == "imported" for _, d in docs):   # published end-to-end points
         from . import calibrate_points_cli
+        if test:
+            raise UserError("--test: not supported with imported (published) results: each point is fitted; "
+                            "import the held-out points separately and compare with `estimate MODEL --hw`")
         return calibrate_points_cli.run(docs, profile, hw, out, report, precision, device, replace, backups, fmt)
     precs = sorted({c.get("precision") for _, d in docs for c in d.get("configurations", [])} - {None})
     if precision is None:

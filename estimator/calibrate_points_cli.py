@@ -45,6 +45,12 @@ def run(docs: list[tuple[str, dict]], profile, hw: str, out: Path, report: Path 
         raise UserError(f"{measured[0]}: measured results and imported (published) ones cannot be fitted together: "
                         "calibrate them separately")
     docs, dev = select(docs, device, profile.name)
+    left_out = [(f, d) for f, d in docs if (d.get("imported") or {}).get("valid") is False
+                or (d.get("imported") or {}).get("scenario") == "Server"]
+    docs = [(f, d) for f, d in docs if (f, d) not in left_out]
+    if not docs:
+        raise UserError(f"every imported {dev} result is INVALID or a Server figure: nothing to fit "
+                        "(Server figures hold under a latency bound the roofline does not model)")
     points = [p for f, d in docs for p in cp.points_from_doc(f, d)]
     precs = sorted({p.precision for p in points})
     if precision is not None:
@@ -68,6 +74,9 @@ def run(docs: list[tuple[str, dict]], profile, hw: str, out: Path, report: Path 
         table = api.analyze(p.model, batch=1, precision=p.precision)
         layers[p.model] = LayerArrays.from_table(table, rules=profile.fusion_rules(), layout=profile.layout_spec())
     fit = cp.fit_points(points, layers, profile)
+    fit.notes[:0] = [f"left out {Path(f).name}: " + ("LoadGen marked it INVALID" if (d.get("imported") or {}).get("valid")
+                                                     is False else "a Server figure (holds under a latency bound)")
+                     for f, d in left_out]
     cites = "; ".join(dict.fromkeys(f"{r['model']} {r['metric']} {_fmt_value(r['metric'], r['measured'])} ({r['source']})"
                                     for r in fit.rows))
     source = (f"{profile.source.strip()} | calibrated by estimate calibrate on {len(points)} published point(s) of "
@@ -110,4 +119,8 @@ def run(docs: list[tuple[str, dict]], profile, hw: str, out: Path, report: Path 
                f"(share of the points' predicted time before: {shares})")
     for n in fit.notes:
         typer.echo(f"note: {n}")
+    worst = max(abs(r["error_after"]) for r in fit.rows)
+    if worst > 0.10:
+        typer.echo(f"estimate: warning: the calibrated profile misses a published point by {worst:.1%} (the fit could "
+                   "not reproduce it within the profile's ceilings); check the points and the profile", err=True)
     typer.echo(f"wrote {out}" + (f" and {report}" if report else ""))

@@ -185,16 +185,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         nonlocal args
-        if args[:2] == ["results", "import"]:
-            args = ["results-import", *args[2:]]
         if args and args[0] not in known and not args[0].startswith("-"):
             near = difflib.get_close_matches(args[0], sorted(known), n=1, cutoff=0.75)
             if near and not os.path.exists(args[0]) and not api.is_builtin(args[0]):
                 raise UserError(f"unknown command '{args[0]}' (did you mean '{near[0]}'? see 'estimate --help')")
             args = ["analyze", *args]
         cmd = typer.main.get_command(app)
+        prog = "estimate"
+        if args[:2] == ["results", "import"]:   # a sub-command of `results`, which takes paths
+            cmd, args, prog = cmd.commands["results-import"], args[2:], "estimate results import"
         try:
-            rv = cmd.main(args=args, prog_name="estimate", standalone_mode=False)
+            rv = cmd.main(args=args, prog_name=prog, standalone_mode=False)
             return rv if isinstance(rv, int) else 0
         except SystemExit as e:  # click exits 1 when stdout's reader has gone (`| head`)
             code = e.code if isinstance(e.code, int) else 0

@@ -224,8 +224,9 @@ def _gemm_view(layers) -> dict[str, np.ndarray]:
         if not (l.macs and l.map_n):
             continue
         shape = l.output_shape or ()
-        if l.layer_class == "grouped" and len(shape) >= 2 and shape[1]:
-            g[i] = max(1.0, float(shape[1]) / l.map_n)
+        chan = shape[-1] if l.op_type.startswith("Nhwc") and shape else (shape[1] if len(shape) >= 2 else 0)
+        if l.layer_class == "grouped" and chan:
+            g[i] = max(1.0, float(chan) / l.map_n)
         m[i] = float(l.output_elems) / (l.map_n * g[i])
     return {"gemm_m": m, "gemm_groups": g}
 

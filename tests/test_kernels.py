@@ -42,6 +42,16 @@ def residual():
                   [("x", [1, 8, 8, 8])], [_w("w", [8, 8, 1, 1]), _w("b", [8])], "y")
 
 
+def test_a_rule_naming_the_op_wins_over_the_generic_epilogue_in_any_order():
+    """A detected host lists [epilogue, conv_epilogue, ...]: the Conv must still take
+    conv_epilogue (which fuses the residual Add), not the generic epilogue that stops at it."""
+    t = residual()
+    fused = {"conv": "conv", "add": "conv", "relu": "conv"}
+    assert _kernels(t, ["epilogue", "conv_epilogue"]) == fused
+    assert _kernels(t, ["conv_epilogue", "epilogue"]) == fused
+    assert _kernels(t, ["epilogue"]) == {"conv": "conv", "add": "add", "relu": "relu"}
+
+
 def test_conv_bias_relu_is_one_kernel():
     t = conv_bias_relu()
     for rules in (None, ["conv_epilogue"]):

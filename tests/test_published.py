@@ -148,7 +148,9 @@ def test_multistream_and_server_summaries_parse():
 @pytest.mark.parametrize("text, match", [
     ("hello", "not an MLPerf LoadGen log summary"),
     ("MLPerf Results Summary\nScenario : Sideways\n", "scenario 'Sideways'"),
-    ("MLPerf Results Summary\nScenario : Offline\nResult is : VALID\n", "without its headline figure"),
+    ("MLPerf Results Summary\nScenario : Offline\nResult is : VALID\n", "incomplete LoadGen summary"),
+    ("MLPerf Results Summary\nScenario : Offline\nResult is : VALID\nTest Parameters Used\n", "without its headline"),
+    ("MLPerf Results Summary\nScenario : Offline\nMode : AccuracyOnly\nSamples per second: 5\n", "AccuracyOnly run"),
 ])
 def test_malformed_summaries_are_user_errors(text, match):
     with pytest.raises(UserError, match=match):
@@ -160,6 +162,8 @@ def test_devices_precision_and_device_from_system_names():
     assert imported._devices_from_name("DGX-H100_H100-SXM-80GBx8_TRT") == 8
     assert imported._devices_from_name("1-node-2S-ICX-OpenVINO-INT8") == 2
     assert imported._devices_from_name("jetson-agx-orin") is None
+    assert imported._devices_from_name("RTX4090_TRT") is None and imported._devices_from_name("jetson-tx2") is None
+    assert imported._devices_from_name("1xRTX4090") == 1 and imported._devices_from_name("8xH100") == 8
     assert imported._precision_from("1-node-2S-SPR-PyTorch-INT8") == "int8"
     assert imported._device_from("2x-xeon-8380", hardware.shipped_profile_names()) == "xeon-8380"
 
@@ -210,9 +214,18 @@ def test_import_points_json_and_csv(tmp_path):
 @pytest.mark.parametrize("content, match", [
     ('{"points": [{"model": "resnet50", "metric": "throughput", "units": "samples/s"}]}', "point 0: missing value"),
     ('{"points": [{"model": "resnet50", "metric": "throughput", "value": 5, "units": "furlongs"}]}', "units 'furlongs'"),
-    ('{"points": [{"model": "resnet50", "metric": "weird", "value": 5, "units": "ms"}]}', "must say pNN"),
-    ('{"points": [{"model": "r", "metric": "throughput", "value": 5, "units": "samples/s", "batch": "x"}]}', "batch 'x'"),
+    ('{"points": [{"model": "resnet50", "metric": "weird", "value": 5, "units": "ms"}]}', "must say p50, p90"),
+    ('{"points": [{"model": "r", "metric": "throughput", "value": 5, "units": "samples/s", "batch": "x"}]}', "batch (or 'not read') 'x' is not a whole number"),
     ('{"points": 3}', "expected a list of points"),
+    ('{"points": [{"model": "r", "metric": "throughput", "value": 5, "units": "samples/s", "batch": -4}]}', "batch"),
+    ('{"points": [{"model": "r", "metric": "throughput", "value": 5, "units": "samples/s", "batch": 0}]}', "batch"),
+    ('{"points": [{"model": "r", "metric": "throughput", "value": Infinity, "units": "samples/s"}]}', "finite"),
+    ('{"points": [{"model": "r", "metric": "throughput", "value": 5, "units": "samples/s", "devices_in_system": "two"}]}',
+     "devices_in_system 'two'"),
+    ('{"points": [{"model": "r", "metric": "p99.9 latency", "value": 5, "units": "ms"}]}', "must say p50"),
+    ('{"points": [{"model": "r", "metric": "p90 latency", "value": 5, "units": "samples/s"}]}', "is a latency but"),
+    ("model,metric,value,units\nresnet50,p90 latency,1.5,ms,extra,cols\n", "more fields than the header"),
+    ("", "empty file"),
     ("a,b\n1,2\n", "neither an MLPerf summary"),
 ])
 def test_bad_import_files_exit_2_with_one_line(tmp_path, content, match):
@@ -220,6 +233,36 @@ def test_bad_import_files_exit_2_with_one_line(tmp_path, content, match):
     f.write_text(content)
     code, so, se = run_cli("results", "import", str(f), "--out", str(tmp_path / "o"))
     assert code == 2 and match in se and len(se.strip().splitlines()) == 1 and "Traceback" not in se
+
+
+def test_a_truncated_summary_is_refused(tmp_path):
+    """Cut in the middle of its headline line, a summary would import 6.4 us instead of 640 us."""
+    f = tmp_path / "mlperf_log_summary.txt"
+    f.write_text(_read(next(p for p in SUMMARIES if "orin" in p))[:230])
+    code, _, se = run_cli("results", "import", str(f), "--out", str(tmp_path / "o"), "--system", "x", "--model", "resnet50")
+    assert code == 2 and "incomplete LoadGen summary" in se and not (tmp_path / "o").exists()
+
+
+def test_old_format_multistream_reads_samples_per_query():
+    old = MULTISTREAM.replace("99th percentile latency (ns) : 3456789\n", "Samples per query : 24\n")
+    m = imported.parse_mlperf_summary(old, "old.txt")
+    assert m["metric"] == "samples per query" and m["value"] == 24 and m["batch"] == 24
+
+
+def test_a_results_tree_skips_accuracy_and_compliance_runs(tmp_path):
+    tree = tmp_path / "closed" / "Vendor" / "results"
+    src = _read(next(p for p in SUMMARIES if "orin" in p))
+    for sub in ("performance/run_1", "accuracy"):
+        d = tree / "orin-x1" / "resnet50" / "SingleStream" / sub
+        d.mkdir(parents=True)
+        (d / "mlperf_log_summary.txt").write_text(src)
+    c = tmp_path / "closed" / "Vendor" / "compliance" / "orin-x1" / "resnet50" / "SingleStream" / "TEST04" / "performance" / "run_1"
+    c.mkdir(parents=True)
+    (c / "mlperf_log_summary.txt").write_text(src)
+    code, so, se = run_cli("results", "import", str(tmp_path / "closed"), "--out", str(tmp_path / "o"), "--precision", "int8")
+    assert code == 0 and "1 written" in so and "left out 2 accuracy or compliance" in se, se
+    d = json.loads(next((tmp_path / "o").glob("*.json")).read_text())
+    assert d["host"]["hostname"] == "orin-x1" and d["devices_in_system"] == 1
 
 
 def test_import_missing_file_and_bad_devices(tmp_path):
@@ -345,7 +388,7 @@ def test_one_point_fits_the_term_that_dominates_it(orin_layers):
 
 def test_two_points_fit_two_parameters(orin_layers):
     """Batch 1 is overhead-heavy, batch 256 compute-bound: together they pin the compute
-    efficiency and the per-kernel overhead."""
+    efficiency and the per-kernel overhead (the CLI's default candidates)."""
     p, layers = orin_layers
     truth = hardware.with_overrides(p, efficiency={"compute": 0.5, "memory": 1.0}, layer_overhead_s=20e-6)
     start = hardware.with_overrides(p, efficiency={"compute": 1.0, "memory": 1.0}, layer_overhead_s=4e-6)
@@ -353,11 +396,18 @@ def test_two_points_fit_two_parameters(orin_layers):
     for metric, batch in (("latency", 1), ("throughput", 256)):
         q = _point("resnet50", metric, 1.0, batch)
         pts.append(cp.Point(**{**q.__dict__, "value": cp.predict(q, layers["resnet50"], truth)}))
-    f = cp.fit_points(pts, layers, start, allowed=("compute", "overhead"))
+    f = cp.fit_points(pts, layers, start)
     assert set(f.parameters) == {"compute", "overhead"}
     assert f.profile.efficiency.compute == pytest.approx(0.5, rel=0.01)
     assert f.profile.layer_overhead_s == pytest.approx(20e-6, rel=0.02)
     assert all(abs(r["error_after"]) < 0.01 for r in f.rows)
+
+
+def test_the_same_figure_twice_is_one_condition_and_one_parameter(orin_layers):
+    p, layers = orin_layers
+    q = _point("resnet50", "latency", 0.9e-3, 1)
+    f = cp.fit_points([q, q], layers, p)
+    assert len(f.parameters) == 1 and any("distinct condition" in n for n in f.notes)
 
 
 def test_a_system_chosen_batch_is_compared_with_the_best_throughput(orin_layers):
@@ -383,6 +433,14 @@ def test_calibrate_on_imported_points(tmp_path):
     # several devices and none is the profile's: say so
     code, _, se = run_cli("calibrate", str(pub), "--hw", "edge-npu", "-o", str(tmp_path / "x.yaml"))
     assert code == 2 and "several devices" in se and "--device" in se
+    # INVALID and Server figures are not fitted
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    (srv / "mlperf_log_summary.txt").write_text(SERVER)
+    run_cli("results", "import", str(srv / "mlperf_log_summary.txt"), "--out", str(tmp_path / "s"), "--system", "xeon-8380",
+            "--model", "resnet50", "--precision", "int8")
+    code, _, se = run_cli("calibrate", str(tmp_path / "s"), "--hw", "xeon-8380", "-o", str(tmp_path / "z.yaml"))
+    assert code == 2 and "INVALID or a Server figure" in se
     # unknown precision: re-import with --precision
     raw = tmp_path / "raw"
     run_cli("results", "import", *SUMMARIES, "--out", str(raw))

@@ -155,7 +155,7 @@ def results_command(
 
 
 def import_command(
-    files: list[str] = typer.Argument(..., help="MLPerf mlperf_log_summary.txt files (or folders holding them) and/or "
+    files: list[str] = typer.Argument(..., metavar="FILE...", help="MLPerf mlperf_log_summary.txt files (or folders holding them) and/or "
                                              "published points files (JSON or CSV, like hwprofiles/published/points.json)."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write the imported results to (created if missing)."),
     system: Optional[str] = typer.Option(None, "--system", help="System name (default: from the MLCommons folder "
@@ -177,7 +177,6 @@ def import_command(
         raise UserError(f"--devices {devices}: must be >= 1")
     if precision is not None and precision not in imported.PRECISIONS:
         raise UserError(f"--precision {precision!r}: choose one of {', '.join(imported.PRECISIONS)}")
-    out = results.check_out_dir(out.expanduser())
     names = hardware.shipped_profile_names()
     when = results.utc_now().isoformat(timespec="seconds")
     docs, notes = [], []
@@ -186,8 +185,15 @@ def import_command(
         p = Path(f)
         if p.is_dir():
             found = sorted(p.rglob("mlperf_log_summary.txt"))
+            # a submission tree also holds accuracy runs and compliance re-runs (TEST01, ...):
+            # not the performance result
+            skip = [x for x in found if {"accuracy", "compliance"} & set(x.parts[len(p.parts):]) or
+                    any(part.startswith("TEST0") for part in x.parts[len(p.parts):])]
+            found = [x for x in found if x not in skip]
+            if skip:
+                notes.append((f, f"left out {len(skip)} accuracy or compliance summaries under it"))
             if not found:
-                raise UserError(f"{f}: a folder without any mlperf_log_summary.txt")
+                raise UserError(f"{f}: a folder without any performance mlperf_log_summary.txt")
             paths += found
         elif not p.is_file():
             raise UserError(f"{f}: no such file or directory")
@@ -197,8 +203,10 @@ def import_command(
         f = str(p)
         try:
             text = p.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise UserError(f"{f}: cannot read ({e})") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{f}: not a text file (neither an MLPerf summary nor a points JSON/CSV)") from None
+        except OSError as e:
+            raise UserError(f"{f}: cannot read ({e.strerror or e})") from None
         if "MLPerf Results Summary" in text:
             d, n = imported.summary_doc(str(p), text, profiles=names, system=system, model=model, devices=devices,
                                         precision=precision, device=device, created_utc=when)
@@ -210,6 +218,7 @@ def import_command(
             ds, n = imported.points_docs(str(p), text, profiles=names, created_utc=when)
             docs += ds
         notes += n
+    out = results.check_out_dir(out.expanduser())   # only once every input has been read
     written = kept = 0
     for d in docs:
         j, c = out / f"{d['run_id']}.json", out / f"{d['run_id']}.csv"

@@ -24,6 +24,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 from pathlib import PurePath
 from typing import Any, Iterable, Mapping
@@ -104,6 +105,12 @@ def parse_mlperf_summary(text: str, where: str) -> dict:
     scenario = out["scenario"]
     if scenario not in SCENARIOS:
         raise UserError(f"{where}: scenario {scenario!r} is not one of {', '.join(SCENARIOS)}")
+    if (out["mode"] or "").lower().startswith("accuracy"):
+        raise UserError(f"{where}: an {out['mode']} run: no performance figure to import")
+    if out["result"] is None or "Test Parameters Used" not in text:
+        raise UserError(f"{where}: incomplete LoadGen summary (no 'Result is' line or no 'Test Parameters Used' "
+                        "section): truncated?")
+    head = text.split("Additional Stats", 1)[0]   # the result section, before the statistics
     tp = out["test_parameters"]
     spq = tp.get("samples_per_query")
     # the headline figure of each scenario (LoadGen's summary, and MLCommons' submission checker)
@@ -114,12 +121,13 @@ def parse_mlperf_summary(text: str, where: str) -> dict:
     elif scenario == "MultiStream":
         # since LoadGen 2.0: the 99th percentile latency of a query of samples_per_query samples
         # (8 for the closed division); before: the samples per query met at a fixed latency
-        value = out["percentiles_s"].get("p99")
-        out["metric"], out["units"] = "p99 latency per query", "s"
-        out["batch"] = int(spq) if isinstance(spq, (int, float)) and spq else None
-        if value is None and out["samples_per_query_result"] is not None:
+        if re.search(r"^\s*Samples per query\s*:", head, flags=re.M):   # the format before LoadGen 2.0
             value, out["metric"], out["units"] = out["samples_per_query_result"], "samples per query", "samples"
-            out["batch"] = int(out["samples_per_query_result"])
+            out["batch"] = int(value) if value else None
+        else:
+            value = out["percentiles_s"].get("p99")
+            out["metric"], out["units"] = "p99 latency per query", "s"
+            out["batch"] = int(spq) if isinstance(spq, (int, float)) and spq else None
     elif scenario == "Offline":
         value = out["samples_per_s"]
         out["metric"], out["units"] = "throughput", "samples/s"
@@ -131,8 +139,6 @@ def parse_mlperf_summary(text: str, where: str) -> dict:
         bound = tp.get("target_latency (ns)")
         out["latency_bound_s"] = bound * 1e-9 if isinstance(bound, (int, float)) and bound else None
     if value is None:
-        if (out["mode"] or "").lower().startswith("accuracy"):
-            raise UserError(f"{where}: an {out['mode']} run: no performance figure to import")
         raise UserError(f"{where}: {scenario} summary without its headline figure ({out['metric']})")
     out["value"] = float(value)
     return out
@@ -142,7 +148,7 @@ def _devices_from_name(system: str) -> int | None:
     """Devices in a system named like MLCommons does: '2x-xeon-8380', '...H100-SXM-80GBx8_TRT',
     '1-node-2S-ICX-...' (sockets). None when the name does not say."""
     s = system.lower()
-    for pat in (r"^(\d+)\s*x[-_ ]", r"x(\d+)(?:[-_]|$)", r"(?:^|[-_])(\d+)s(?:[-_]|$)"):
+    for pat in (r"^(\d+)\s*x(?=[-_ a-z])", r"gbx(\d+)(?:[-_]|$)", r"(?:^|[-_])(\d+)s(?:[-_]|$)"):
         m = re.search(pat, s)
         if m and int(m.group(1)) > 0:
             return int(m.group(1))
@@ -195,6 +201,9 @@ def summary_doc(path: str, text: str, *, profiles: Iterable[str] = (), system: s
     n_dev, dev_from = devices, "given"
     if n_dev is None:
         n_dev, dev_from = _devices_from_name(system), "from the system name"
+        if n_dev is not None:
+            notes.append((path, f"{n_dev} devices in the system, read from its name '{system}' (pass --devices N "
+                                "if that is wrong)"))
     if n_dev is None:
         n_dev, dev_from = 1, "assumed"
         notes.append((path, "the system name does not say how many devices it has: taken as 1 (pass --devices N)"))
@@ -232,7 +241,10 @@ def summary_doc(path: str, text: str, *, profiles: Iterable[str] = (), system: s
 
 
 def _points(text: str, where: str) -> list[dict]:
+    text = text.lstrip("\ufeff")   # a spreadsheet's byte-order mark
     stripped = text.lstrip()
+    if not stripped:
+        raise UserError(f"{where}: empty file")
     if stripped.startswith(("{", "[")):
         try:
             data = json.loads(text)
@@ -246,14 +258,22 @@ def _points(text: str, where: str) -> list[dict]:
     if not rows or not set(POINT_REQUIRED) <= set(rows[0]):
         raise UserError(f"{where}: neither an MLPerf summary, a points JSON nor a points CSV with columns "
                         f"{', '.join(POINT_REQUIRED)}")
+    for i, r in enumerate(rows):
+        if None in r:
+            raise UserError(f"{where}: CSV row {i + 2} has more fields than the header")
     return rows
 
 
-def _int_or_none(v: Any) -> int | None:
-    try:
-        return int(v) if v not in (None, "") and int(v) == float(v) else None
-    except (TypeError, ValueError):
+def _whole(v: Any, where: str, key: str, *, allow: tuple = (None, "")) -> int | None:
+    """A whole number >= 1 from a point (None for the `allow`ed blanks); UserError otherwise."""
+    if v in allow:
         return None
+    try:
+        if isinstance(v, bool) or float(v) != int(float(v)) or int(float(v)) < 1:
+            raise ValueError
+        return int(float(v))
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{where}: {key} {v!r} is not a whole number >= 1") from None
 
 
 def points_docs(path: str, text: str, *, profiles: Iterable[str] = (), created_utc: str = "") -> tuple[list[dict], list[tuple[str, str]]]:
@@ -270,31 +290,27 @@ def points_docs(path: str, text: str, *, profiles: Iterable[str] = (), created_u
             value = float(p["value"])
         except (TypeError, ValueError):
             raise UserError(f"{where}: value {p['value']!r} is not a number") from None
-        if not value > 0:
-            raise UserError(f"{where}: value {value:g} must be > 0")
+        if not (value > 0 and math.isfinite(value)):
+            raise UserError(f"{where}: value {value:g} must be a finite number > 0")
         units = str(p["units"]).strip()
         metric = str(p["metric"]).strip().lower()
-        batch = _int_or_none(p.get("batch"))
-        if p.get("batch") not in (None, "", "not read") and batch is None:
-            raise UserError(f"{where}: batch {p.get('batch')!r} is not a whole number (or 'not read')")
-        n_dev = _int_or_none(p.get("devices_in_system"))
+        batch = _whole(p.get("batch"), where, "batch (or 'not read')", allow=(None, "", "not read"))
+        n_dev = _whole(p.get("devices_in_system"), where, "devices_in_system")
         if n_dev is None:
             n_dev = 1
             notes.append((where, "devices_in_system not given: taken as 1"))
-        elif n_dev < 1:
-            raise UserError(f"{where}: devices_in_system {n_dev} must be >= 1")
         scen = str(p.get("scenario") or "").strip()
         scenario = _SCENARIO_ALIASES.get(scen.lower(), scen or None)
         lat = {k: None for k in LATENCY_KEYS}
         thr = None
         if units.lower() in _LATENCY_UNITS:
             sec = value * _LATENCY_UNITS[units.lower()]
-            m = re.match(r"p(\d+)", metric)
-            key = f"p{m.group(1)}" if m and f"p{m.group(1)}" in LATENCY_KEYS else (
+            m = re.match(r"p(\d+(?:\.\d+)?)\b", metric)
+            key = (f"p{m.group(1)}" if m and f"p{m.group(1)}" in LATENCY_KEYS else "?") if m else (
                 "mean" if any(w in metric for w in ("avg", "mean", "average", "time per inference")) else None)
-            if key is None:
-                raise UserError(f"{where}: metric {p['metric']!r}: a latency metric must say pNN, avg/mean or "
-                                "'time per inference'")
+            if key in (None, "?"):
+                raise UserError(f"{where}: metric {p['metric']!r}: a latency metric must say p50, p90, p95, p99, "
+                                "avg/mean or 'time per inference'")
             lat[key] = sec
             if key == "mean":   # a mean of a steady stream stands for its median too (stated in the figure)
                 lat["p50"] = sec
@@ -302,6 +318,8 @@ def points_docs(path: str, text: str, *, profiles: Iterable[str] = (), created_u
                 batch = 1
             figure = {"metric": metric, "value": sec, "units": "s", "published_value": value, "published_units": units}
         elif units.lower() in _THROUGHPUT_UNITS:
+            if "latency" in metric or re.match(r"p\d", metric):
+                raise UserError(f"{where}: metric {p['metric']!r} is a latency but the units {units!r} a throughput")
             thr = value
             figure = {"metric": "throughput", "value": value, "units": "samples/s"}
         else:
@@ -310,6 +328,9 @@ def points_docs(path: str, text: str, *, profiles: Iterable[str] = (), created_u
         prec = str(p.get("precision") or "").lower() or None
         if prec is not None and prec not in PRECISIONS:
             raise UserError(f"{where}: precision {prec!r} (known: {', '.join(PRECISIONS)})")
+        for key in ("profile", "system", "id"):
+            if p.get(key) is not None and not isinstance(p.get(key), str):
+                raise UserError(f"{where}: {key} {p.get(key)!r} must be text")
         system = str(p.get("system") or p.get("profile") or p.get("id") or f"point-{i}")
         dev = p.get("profile") or _device_from(system, profiles)
         imported = {"kind": "points", "file": path, "id": p.get("id"), "scenario": scenario,

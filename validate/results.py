@@ -226,8 +226,10 @@ def summarize(docs: list[tuple[Path, dict]]) -> list[dict]:
         cfgs = g["cfgs"]
         best = max(cfgs, key=lambda c: c.get("throughput_per_s") or 0)
         timed = [c for c in cfgs if c["latency_s"].get("p50") is not None]  # an imported throughput has none
-        b1 = [c for c in timed if c["batch"] == 1 and c.get("instances", 1) == 1]
-        fastest = min(b1 or timed, key=lambda c: c["latency_s"]["p50"]) if timed else None
+        b1 = [c for c in cfgs if c["batch"] == 1 and c.get("instances", 1) == 1]
+        b1_timed = [c for c in b1 if c["latency_s"].get("p50") is not None]
+        fastest = min(b1_timed or timed, key=lambda c: c["latency_s"]["p50"]) if timed else None
+        b1_first = fastest if fastest in b1 else (b1[0] if b1 else None)   # a published p90 may come alone
         errs = [abs(c["prediction"]["error"]) for c in cfgs
                 if (c.get("prediction") or {}).get("error") is not None]
         b1_pred = [c for c in b1 if (c.get("prediction") or {}).get("error") is not None]
@@ -238,23 +240,28 @@ def summarize(docs: list[tuple[Path, dict]]) -> list[dict]:
             "instances_at_max": best.get("instances", 1),
             "min_latency_s": fastest["latency_s"]["p50"] if fastest else None,
             "min_latency_batch": fastest["batch"] if fastest else None,
-            "p90_batch1_s": fastest["latency_s"]["p90"] if b1 else None,
-            "p99_batch1_s": fastest["latency_s"]["p99"] if b1 else None,
+            "p90_batch1_s": b1_first["latency_s"]["p90"] if b1_first else None,
+            "p99_batch1_s": b1_first["latency_s"]["p99"] if b1_first else None,
             "prediction_error_batch1": b1_err,
             "mean_abs_prediction_error": sum(errs) / len(errs) if errs else None,
             "configurations": len(cfgs), "runs": len(g["runs"]), "partial_runs": len(g["partial"]),
             "source": "imported" if g["imported"] else "measured",
-            "devices_in_system": ", ".join(sorted({str(d.get("devices_in_system")) for d, _ in g["imported"]})) or None,
-            "published_figure": "; ".join(_figure_text(d, c) for d, c in g["imported"]) or None,
+            "devices_in_system": _one_or_list(sorted({d.get("devices_in_system") for d, _ in g["imported"]}, key=str)),
+            "published_figure": "; ".join(dict.fromkeys(_figure_text(d, c) for d, c in g["imported"])) or None,
         })
     return rows
+
+
+def _one_or_list(values: list):
+    return None if not values else values[0] if len(values) == 1 else values
 
 
 def _figure_text(doc: dict, c: dict) -> str:
     """An imported configuration's headline figure as published, e.g. 'Offline 88714.3 samples/s'."""
     f = c.get("figure") or {}
     v, u = f.get("value"), f.get("units")
-    val = f"{v * 1e3:.3f} ms" if u == "s" and v is not None else f"{v:g} {u}"
+    from estimator.report import seconds_str
+    val = seconds_str(v) if u == "s" and v is not None else f"{v:g} {u}"
     valid = (doc.get("imported") or {}).get("valid")
     return " ".join(x for x in (c.get("scenario"), f.get("metric"), val, "(INVALID)" if valid is False else "") if x)
 
