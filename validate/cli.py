@@ -155,7 +155,7 @@ def results_command(
 
 
 def import_command(
-    files: list[str] = typer.Argument(..., metavar="FILE...", help="MLPerf mlperf_log_summary.txt files (or folders holding them) and/or "
+    files: list[str] = typer.Argument(..., metavar="FILE", help="MLPerf mlperf_log_summary.txt files (or folders holding them) and/or "
                                              "published points files (JSON or CSV, like hwprofiles/published/points.json)."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write the imported results to (created if missing)."),
     system: Optional[str] = typer.Option(None, "--system", help="System name (default: from the MLCommons folder "
