@@ -6,7 +6,8 @@ Conventions (also in docs/counting.md and every report header):
 - params: elements of every weight tensor the graph stores or derives from constants alone
   (initializers, Constant, ConstantOfShape of an initializer, DequantizeLinear/Cast/Reshape/
   Transpose of constants), BatchNorm's four vectors included. A weight shared by several
-  layers is counted once, at its first consumer. Constant control inputs (shape vectors,
+  layers is counted once, at its first consumer, also when a layer reads a layout of it (a
+  tied lm_head's Transpose of the embedding table). Constant control inputs (shape vectors,
   axes, Resize scales, Clip bounds) are not parameters.
 - activations: every tensor a layer reads or writes that is not a model constant.
 - A layer is every node that is not folded as constant computation. Ops without a cost
@@ -204,6 +205,7 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
     producers = {o: n for n in graph.nodes if n.name in const_nodes for o in n.outputs if o}
     layers: list[LayerCost] = []
     weight_owner: set[str] = set()
+    roots: dict[str, str] = {}
     macs_by_type: Counter[str] = Counter()
     unsupported: Counter[str] = Counter()
     uncosted: Counter[str] = Counter()
@@ -241,7 +243,8 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
                 if t is None or t[3] is None or t[3] <= 1 or i in control:
                     continue  # scalar constants (GELU's 0.5, a 1/sqrt(d) scale) are not parameters
                 sd, computed = _stored_dtype(graph, x, producers) if x in producers else (t.dtype, False)
-                if x in weight_owner or (computed and sd not in FLOAT_DTYPES):
+                owner = _weight_root(x, producers, tensors, roots)
+                if owner in weight_owner or (computed and sd not in FLOAT_DTYPES):
                     # shared (counted at its first consumer, read here too), or an integer or
                     # boolean tensor the graph computes from constants (a mask, an index
                     # table): read, but not a parameter
@@ -250,7 +253,7 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
                     else:
                         sh_other += t.elems * DTYPE_BYTES.get(sd, 4)
                     continue
-                weight_owner.add(x)
+                weight_owner.add(owner)
                 params += t.elems
                 b = t.elems * DTYPE_BYTES.get(sd, 4)
                 wbytes += b
@@ -373,6 +376,25 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
 _CONV_W = {"Conv": 1, "FusedConv": 1, "ConvInteger": 1, "NhwcConv": 1, "QLinearConv": 3}
 _MATMUL_B = {"MatMul": 1, "FusedMatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3,
              "MatMulIntegerToFloat": 1, "DynamicQuantizeMatMul": 1}
+
+
+#: ops that only rearrange (or retype) one constant: their output is the same weight
+LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten", "Cast"})
+
+
+def _weight_root(x: str, producers, tensors, memo: dict[str, str]) -> str:
+    """The stored tensor a constant is a layout of (a tied lm_head's Transpose of the embedding
+    table is the table): a weight is counted once whatever views of it the layers read."""
+    if x in memo:
+        return memo[x]
+    root = x
+    n = producers.get(x)
+    if n is not None and n.op_type in LAYOUT_OPS and n.inputs and n.inputs[0]:
+        src, a, b = n.inputs[0], tensors.get(n.inputs[0]), tensors.get(x)
+        if a is not None and b is not None and a[3] is not None and a[3] == b[3]:
+            root = _weight_root(src, producers, tensors, memo)
+    memo[x] = root
+    return root
 
 
 def _mapping_dims(node, in_infos) -> tuple[int, int]:
