@@ -91,6 +91,19 @@ _rule("gelu_erf", ["Div", "Mul"], (["Erf"], "constant"), (["Add"], "constant"), 
 _rule("norm_epilogue", ["LayerNormalization", "BatchNormalization", "InstanceNormalization"],
       (ACTIVATIONS, "constant"))
 
+# scaled dot-product attention as one kernel: Q K^T, a scale, an additive mask, Softmax, P V
+# (TensorRT's multi-head attention fusion, onnxruntime's Attention/MultiHeadAttention fusion,
+# FlashAttention-style kernels); the scores never leave the chip
+_rule("attention", ["MatMul"], (["Div", "Mul"], "constant"), (["Add", "Where"], "any"), (["Softmax"], "constant"),
+      (["MatMul"], "any"))
+
+# a chain of element-wise ops (any other inputs) as one kernel: TensorRT's PointWise fusion
+# ("multiple adjacent PointWise layers can be fused into a single PointWise layer", TensorRT
+# Developer Guide, Types of Fusions), XLA's and TorchInductor's loop fusion
+POINTWISE_OPS = ("Add", "Sub", "Mul", "Div", "Neg", "Sqrt", "Pow", "Reciprocal", "Exp", "Log", "Erf", "Abs",
+                 "Cast", "Where", "Max", "Min") + ACTIVATIONS
+_rule("pointwise", POINTWISE_OPS, (POINTWISE_OPS, "any"), repeat=True)
+
 #: Rules by profile kind; a profile without `fusion` and without a known kind gets "default".
 #: Every kind gets the epilogue rule only: what a shipped device's compiler fuses beyond it is not
 #: known here. `estimate hw detect` checks each rule against onnxruntime's optimized graph on
@@ -167,15 +180,16 @@ def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | s
     `layers`: LayerCost rows in topological order (op_type, kind, status, inputs, outputs;
     `inputs` are the activations a layer reads: constants are not among them). Views
     (Reshape, ...) neither join nor break a chain: a layer reading a view of a kernel's output
-    reads that output. A layer that several rules may start takes the first rule naming its op
-    (conv_epilogue for a Conv) before one starting at any contraction (epilogue), so that a
-    profile's list order does not hide the more specific rule.
+    reads that output. Every rule that can start at a layer is a candidate, and a following
+    layer joins when it matches any of them (the candidates it does not match drop out), so a
+    profile's list order does not hide a rule: a Conv followed by a residual Add joins under
+    conv_epilogue even when epilogue is listed first, a MatMul followed by a scale and a Softmax
+    under attention even when matmul_add is listed too.
     """
     n = len(layers)
     head = list(range(n))
     if not rules:
         return head
-    rules = sorted(rules, key=lambda r: CONTRACTION in r.head)   # stable: named heads first
     alias: dict[str, str] = {}
     producer: dict[str, int] = {}
     readers: dict[str, int] = {}
@@ -190,8 +204,9 @@ def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | s
         for x in set(l.inputs):
             r = alias.get(x, x)
             readers[r] = readers.get(r, 0) + 1
-    # per kernel head: (rule, next step index, current output tensor, the head's input)
-    state: dict[int, tuple[Rule, int, str, str]] = {}
+    # per kernel head: (candidate rules with their next step index, current output tensor, the head's input);
+    # every rule that can start at the head stays a candidate while the layers that join match it
+    state: dict[int, tuple[list[tuple[Rule, int]], str, str]] = {}
     for i, l in enumerate(layers):
         if l.kind == "view" or l.status != "ok":
             continue
@@ -202,24 +217,27 @@ def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | s
             h = head[p] if p is not None else None
             if h is None or h not in state or readers.get(x, 0) != 1:
                 continue
-            rule, k, out, hin = state[h]
+            cands, out, hin = state[h]
             if out != x:
                 continue
             rest = ins[:pos] + ins[pos + 1:]
-            for j in range(k, len(rule.then)):
-                st = rule.then[j]
-                if l.op_type in st.ops and _others_ok(st.other, rest, hin):
-                    head[i] = h
-                    state[h] = (rule, j if st.repeat else j + 1, l.outputs[0] if l.outputs else "", hin)
-                    joined = True
-                    break
+            advanced = []
+            for rule, k in cands:
+                for j in range(k, len(rule.then)):
+                    st = rule.then[j]
+                    if l.op_type in st.ops and _others_ok(st.other, rest, hin):
+                        advanced.append((rule, j if st.repeat else j + 1))
+                        break
+            if advanced:
+                head[i] = h
+                state[h] = (advanced, l.outputs[0] if l.outputs else "", hin)
+                joined = True
             break
         if joined:
             continue
-        for rule in rules:
-            if rule.starts(l.op_type, l.kind) and l.outputs:
-                state[i] = (rule, 0, l.outputs[0], ins[0] if ins else "")
-                break
+        cands = [(rule, 0) for rule in rules if rule.starts(l.op_type, l.kind)]
+        if cands and l.outputs:
+            state[i] = (cands, l.outputs[0], ins[0] if ins else "")
     return head
 
 
