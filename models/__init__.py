@@ -1,4 +1,5 @@
-"""Reference models built from code: ResNet-50 v1.5 and v1, YOLOv3(-tiny), MobileNetV2, BERT-base.
+"""Reference models built from code: ResNet-50 v1.5 and v1, YOLOv3(-tiny), MobileNetV2, BERT-base,
+and decoder language models with a KV cache: GPT-2, Llama 3.2 1B, Llama 3 8B (models/decoder.py).
 
     from estimator.models import BUILTINS, build, save
     model = build("yolov3", resolution=(1088, 1920), weights=False)   # graph-only, ~10 ms
@@ -164,6 +165,52 @@ BUILTINS: Mapping[str, BuiltinModel] = MappingProxyType({m.name: m for m in (
                         "(BertModel with pooler)"),
                  Figure("params", 110e6, "seq 128", "Devlin et al. 2019", "rounded")),
     ),
+    # Decoders with a KV cache (models/decoder.py): every dim symbolic (batch_size,
+    # sequence_length, past_sequence_length, total_sequence_length), set when loaded; seq_len is
+    # ignored by the builder. MACs per sample of one decode step (sequence 1) after P cached
+    # tokens = every Linear's in*out (lm_head included) + layers*heads*head_dim*2*(P+1).
+    BuiltinModel(
+        name="gpt2",
+        description="GPT-2 small decoder with KV cache (12 x 768, 12 heads, tied lm_head)",
+        default_resolution=None, default_seq_len=1,
+        citation=("Radford et al. 2019 (Language Models are Unsupervised Multitask Learners): 117 M "
+                  "params (as first reported; 124 M as released); Hugging Face openai-community/gpt2 "
+                  "config.json: 12 layers, n_embd 768, 12 heads, n_inner 3072, vocab 50257, 1024 "
+                  "positions, tied lm_head: 124,439,808 params (GPT2LMHeadModel)"),
+        figures=(Figure("params", 124_439_808, "seq 1", "Hugging Face openai-community/gpt2 "
+                        "(GPT2LMHeadModel, tied lm_head)"),
+                 Figure("macs", 123_550_464, "seq 1, past 0", "count from config.json: 12 x "
+                        "7,077,888 (c_attn, c_proj, c_fc, c_proj) + 768 x 50257 (lm_head) + "
+                        "12 x 12 x 64 x 2 x 1 (attention)")),
+    ),
+    BuiltinModel(
+        name="llama-3.2-1b",
+        description="Llama 3.2 1B decoder with KV cache (16 x 2048, 32/8 GQA heads, tied embeddings)",
+        default_resolution=None, default_seq_len=1,
+        citation=("Meta Llama 3.2 1B (Hugging Face meta-llama/Llama-3.2-1B config.json: 16 layers, "
+                  "hidden 2048, 32 query / 8 KV heads of 64, FFN 8192, vocab 128256, tied embeddings, "
+                  "131072 positions, rope_theta 500000): 1,235,814,400 params (1.23 B in Meta's model "
+                  "card)"),
+        figures=(Figure("params", 1_235_814_400, "seq 1", "Hugging Face meta-llama/Llama-3.2-1B "
+                        "(LlamaForCausalLM, tied embeddings)"),
+                 Figure("params", 1.23e9, "seq 1", "Meta Llama 3.2 model card", "rounded"),
+                 Figure("macs", 1_235_812_352, "seq 1, past 0", "count from config.json: 16 x "
+                        "60,817,408 (q, k, v, o, gate, up, down) + 2048 x 128256 (lm_head) + "
+                        "16 x 32 x 64 x 2 x 1 (attention)")),
+    ),
+    BuiltinModel(
+        name="llama-3-8b",
+        description="Llama 3 8B decoder with KV cache (32 x 4096, 32/8 GQA heads, untied lm_head)",
+        default_resolution=None, default_seq_len=1,
+        citation=("Meta Llama 3 8B (Hugging Face meta-llama/Meta-Llama-3-8B config.json: 32 layers, "
+                  "hidden 4096, 32 query / 8 KV heads of 128, FFN 14336, vocab 128256, untied lm_head, "
+                  "RMSNorm eps 1e-5, rope_theta 500000, 8192 positions): 8,030,261,248 params (8.03 B)"),
+        figures=(Figure("params", 8_030_261_248, "seq 1", "Hugging Face meta-llama/Meta-Llama-3-8B "
+                        "(LlamaForCausalLM)"),
+                 Figure("macs", 7_504_920_576, "seq 1, past 0", "count from config.json: 32 x "
+                        "218,103,808 (q, k, v, o, gate, up, down) + 4096 x 128256 (lm_head) + "
+                        "32 x 32 x 128 x 2 x 1 (attention)")),
+    ),
 )})
 
 _MODULES = {
@@ -173,6 +220,9 @@ _MODULES = {
     "yolov3-tiny": ("yolov3", {"tiny": True}),
     "mobilenetv2": ("mobilenetv2", {}),
     "bert-base": ("bert", {}),
+    "gpt2": ("decoder", {"config": "gpt2"}),
+    "llama-3.2-1b": ("decoder", {"config": "llama-3.2-1b"}),
+    "llama-3-8b": ("decoder", {"config": "llama-3-8b"}),
 }
 
 MAX_SEQ_LEN = 512

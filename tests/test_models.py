@@ -10,6 +10,8 @@ Pinned counts and their sources:
 - yolov3-tiny: 8,852,366 + 6,368 = 8,858,734 values (yolov3-tiny.weights); 5.56 BFLOPs at 416.
 - mobilenetv2: 3,504,872 trainable params, 0.30 GFLOPS (torchvision MobileNet_V2_Weights docs).
 - bert-base: 109,482,240 params with pooler (Hugging Face bert-base-uncased BertModel).
+- gpt2, llama-3.2-1b, llama-3-8b (decoders with a KV cache): 124,439,808 / 1,235,814,400 /
+  8,030,261,248 params (Hugging Face config.json); their graphs and counts: test_decoders.py.
 """
 
 from __future__ import annotations
@@ -35,13 +37,23 @@ PARAMS = {
     "yolov3-tiny": (8_852_366, 6_368),     # yolov3-tiny.weights: 8,858,734 values
     "mobilenetv2": (3_504_872, 34_112),    # torchvision docs
     "bert-base": (109_482_240, 0),         # Hugging Face bert-base-uncased with pooler
+    "gpt2": (124_439_808, 0),              # Hugging Face openai-community/gpt2 (tied lm_head)
+    "llama-3.2-1b": (1_235_814_400, 0),    # Hugging Face meta-llama/Llama-3.2-1B (tied)
+    "llama-3-8b": (8_030_261_248, 0),      # Hugging Face meta-llama/Meta-Llama-3-8B
 }
+
+# Decoders with a KV cache: every dim symbolic, the batch named "batch_size" (optimum's name).
+DECODERS = {"gpt2", "llama-3.2-1b", "llama-3-8b"}
+# Too large to build with random weights in a test (4.9 GB and 32 GB of float32).
+NO_WEIGHTS_BUILD = {"llama-3.2-1b": "4.9 GB of random weights", "llama-3-8b": "32 GB of random weights"}
 
 SMALL = {"resnet50": (64, 64), "resnet50-v1": (64, 64), "yolov3": (128, 128),
          "yolov3-tiny": (128, 128), "mobilenetv2": (64, 64)}
 
 
 def _small_kwargs(name: str) -> dict:
+    if name in DECODERS:
+        return {}  # symbolic sequence dims: no size to choose at build time
     return {"resolution": SMALL[name]} if name in SMALL else {"seq_len": 16}
 
 
@@ -94,7 +106,7 @@ def _macs_and_max_activation(model: onnx.ModelProto) -> tuple[int, int]:
 
 def test_builtins_registry():
     assert set(BUILTINS) == {"resnet50", "resnet50-v1", "yolov3", "yolov3-tiny", "mobilenetv2",
-                             "bert-base"}
+                             "bert-base", "gpt2", "llama-3.2-1b", "llama-3-8b"}
     for name, info in BUILTINS.items():
         assert info.name == name and info.description and info.citation
         assert (info.default_resolution is None) != (info.default_seq_len is None)
@@ -113,7 +125,7 @@ def test_graph_only_build(name, tmp_path):
     model = build(name, weights=False)
     assert model.opset_import[0].version == 17 and model.ir_version == 8
     for inp in model.graph.input:
-        assert inp.type.tensor_type.shape.dim[0].dim_param == "N"
+        assert inp.type.tensor_type.shape.dim[0].dim_param == ("batch_size" if name in DECODERS else "N")
     # No data anywhere: every initializer is external, back to back in <name>.weights.bin.
     offset = 0
     for t in model.graph.initializer:
@@ -185,8 +197,10 @@ def test_bert_macs_and_symbolic_seq_len():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_weights_build(name):
+    if name in NO_WEIGHTS_BUILD:
+        pytest.skip(f"{name}: {NO_WEIGHTS_BUILD[name]}; test_decoders.py runs tiny configs of the same builder")
     model = build(name, weights=True, **_small_kwargs(name))
-    onnx.checker.check_model(model, full_check=name != "bert-base")  # bert is >400 MB to copy
+    onnx.checker.check_model(model, full_check=name not in ("bert-base", "gpt2"))  # >400 MB to copy
     assert all(t.data_location == TensorProto.DEFAULT and len(t.raw_data) == 4 * math.prod(t.dims)
                for t in model.graph.initializer)
     assert _split_params(model) == PARAMS[name]
