@@ -104,6 +104,7 @@ class LayerArrays:
     gemm_m: np.ndarray = field(default=None, repr=False)   # (L,) output rows per sample of a contraction's
     #   GEMM view (positions, or the rows of a MatMul), per group; 0 = unmapped
     gemm_groups: np.ndarray = field(default=None, repr=False)  # (L,) independent GEMMs (groups of a grouped conv)
+    tensor_names: tuple = field(default=None, repr=False)  # (T,) the tensors' names (a view's: its root's)
 
     @classmethod
     def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = (),
@@ -210,7 +211,7 @@ class LayerArrays:
             gather_cap=np.array([l.output_bytes_at(prec) if l.op_type in GATHER_OPS and l.weight_bytes > 0 else np.inf
                                  for l in layers], dtype=np.float64),
             kernel_head=heads,
-            reorder=_reorders(layers, tbytes, graph_outputs, layout, heads),
+            reorder=_reorders(layers, tbytes, graph_outputs, layout, heads), tensor_names=tuple(names),
             **_gemm_view(layers))
 
 
@@ -377,9 +378,9 @@ def _util(k: np.ndarray, n: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> n
 
 def _wave_util(la: LayerArrays, hw: "HwArrays", b: np.ndarray) -> np.ndarray:
     """(C|1, B|1, L) share of the MAC peak a contraction keeps busy when its output GEMM
-    (b x gemm_m rows, map_n columns, gemm_groups of them) is cut into tile_m x tile_n tiles run
-    `units` at a time: b x M x N x groups / (waves x units x tile_m x tile_n), waves =
-    ceil(tiles / units). A layer with fewer tiles than units, a partial tile, or a last partial
+    (b x gemm_m rows, map_n columns, gemm_groups of them) is cut into tiles of
+    min(tile_m, rows) x tile_n run `units` at a time: b x M x N x groups / (waves x units x
+    tile rows x tile_n), waves = ceil(tiles / units). A layer with fewer tiles than units, a partial tile, or a last partial
     wave leaves MACs idle (NVIDIA's tile and wave quantization). 1 without a `parallel` key or
     for a layer without a GEMM view."""
     if hw.units is None or not np.any(hw.units > 0) or la.gemm_m is None:
@@ -389,10 +390,13 @@ def _wave_util(la: LayerArrays, hw: "HwArrays", b: np.ndarray) -> np.ndarray:
     m = b * la.gemm_m[None, None, :]                                   # (1, B, L) rows of the batch
     n = la.map_n[None, None, :]
     g = la.gemm_groups[None, None, :]
-    tiles = np.ceil(m / tm) * np.ceil(n / tn) * g
+    # fewer rows than a tile: the library runs a tile of just those rows (skinny-M GEMM and GEMV
+    # kernels), so rows are padded only beyond tile_m; columns always to tile_n
+    tm_eff = np.minimum(tm, np.maximum(m, 1.0))
+    tiles = np.ceil(m / tm_eff) * np.ceil(n / tn) * g
     waves = np.ceil(tiles / np.where(units > 0, units, 1.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = m * n * g / (waves * units * tm * tn)
+        share = m * n * g / (waves * units * tm_eff * tn)
     ok = (units > 0) & (m > 0) & (n > 0)
     return np.where(ok, np.minimum(share, 1.0), 1.0).astype(b.dtype, copy=False)
 

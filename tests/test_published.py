@@ -316,12 +316,17 @@ def test_a_gemm_of_one_and_a_half_waves_costs_two(tmp_path):
 
 
 def test_partial_tiles_and_small_layers_leave_units_idle(tmp_path):
-    """100 x 64 outputs: one 128 x 128 tile (100 x 64 of it used) on one of 4 units:
-    100 x 64 / (1 x 4 x 128 x 128) = 9.8% of the peak."""
+    """100 x 64 outputs: fewer rows than a tile, so one tile of 100 rows x 128 columns (64 of
+    them used) on one of 4 units: 100 x 64 / (1 x 4 x 100 x 128) = 12.5% of the peak. 300 rows:
+    3 tiles of 128 rows (300 of 384 used) x 1 column tile, one wave on 4 units: 300 x 64 /
+    (1 x 4 x 128 x 128) = 29.3%."""
     p = tmp_path / "mm.onnx"
     onnx.save(_matmul_model(100, 32, 64), str(p))
     t, macs = _compute_s(str(p), _tile_profile())
-    assert t == pytest.approx(macs / (1e12 * 100 * 64 / (4 * 128 * 128)), rel=1e-9)
+    assert t == pytest.approx(macs / (1e12 * 0.125), rel=1e-9)
+    onnx.save(_matmul_model(300, 32, 64), str(p))
+    t, macs = _compute_s(str(p), _tile_profile())
+    assert t == pytest.approx(macs / (1e12 * 300 * 64 / (4 * 128 * 128)), rel=1e-9)
 
 
 def test_the_same_term_serves_a_cpu_with_cores_and_simd_lanes(tmp_path):
