@@ -32,32 +32,46 @@ def is_builtin(spec: str) -> bool:
     return spec in builtin_names()
 
 
+def is_decoder_builtin(spec: str) -> bool:
+    """A built-in decoder language model with a KV cache (models/decoder.py)."""
+    try:
+        from .models import decoder as _dec
+    except ImportError:
+        return False
+    return spec in getattr(_dec, "CONFIGS", {})
+
+
 def load(spec: str, *, batch: int | None = None, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-         resolution: tuple[int, int] | None = None, seq_len: int | None = None) -> Graph:
-    """Step 1: a path or a built-in name -> Graph with every dim set."""
+         resolution: tuple[int, int] | None = None, seq_len: int | None = None, past: int | None = None) -> Graph:
+    """Step 1: a path or a built-in name -> Graph with every dim set. `seq_len` and `past` set a
+    decoder's sequence and KV-cache lengths (estimator/decoder.py; `seq_len` also a built-in
+    encoder's sequence)."""
     if is_builtin(spec):
         from . import models
 
         if resolution is not None and input_shapes:
             raise UserError(f"{spec}: --resolution and --input both set the input shape; give one of them")
         # built-ins are built graph-only (no weight bytes) at the requested size
+        if is_decoder_builtin(spec):   # built with symbolic dims; the loader sets them
+            proto = models.build(spec, weights=False)
+            return load_graph(proto, batch=batch, input_shapes=input_shapes, name=spec, seq_len=seq_len, past=past)
+        if past is not None:
+            raise UserError(f"{spec}: --past sets a decoder's KV-cache length; {spec} has no cache")
         proto = models.build(spec, resolution=resolution, seq_len=seq_len, weights=False)
         return load_graph(proto, batch=batch, input_shapes=input_shapes, name=spec)
     if not os.path.exists(spec) and os.sep not in spec and not spec.endswith(".onnx"):
         raise UserError(f"'{spec}' is neither a file nor a built-in model (built-ins: {', '.join(builtin_names())})")
-    if seq_len is not None:
-        raise UserError(f"{spec}: --seq-len applies to built-in models; for a file use --input NAME=NxS")
-    return load_graph(spec, batch=batch, input_shapes=input_shapes, resolution=resolution)
+    return load_graph(spec, batch=batch, input_shapes=input_shapes, resolution=resolution, seq_len=seq_len, past=past)
 
 
 def analyze(spec: str, *, batch: int | None = None, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
             resolution: tuple[int, int] | None = None, seq_len: int | None = None,
-            precision: str | None = None) -> CostTable:
+            precision: str | None = None, past: int | None = None) -> CostTable:
     """Load and cost a model: per-layer MACs, params, activations (see docs/counting.md)."""
     if precision is not None and precision not in PRECISION_BYTES:
         raise UserError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     with _no_gc():
-        graph = load(spec, batch=batch, input_shapes=input_shapes, resolution=resolution, seq_len=seq_len)
+        graph = load(spec, batch=batch, input_shapes=input_shapes, resolution=resolution, seq_len=seq_len, past=past)
         return _analyze_graph(graph, precision=precision, batch=batch or _common_batch(graph))
 
 
@@ -154,7 +168,7 @@ def load_profile(hw: str):
 
 def estimate(spec: str, hw, *, batches: Sequence[int] | None = None, precision: str | None = None,
              winograd: str | None = None, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-             resolution: tuple[int, int] | None = None, seq_len: int | None = None):
+             resolution: tuple[int, int] | None = None, seq_len: int | None = None, past: int | None = None):
     """The whole pipeline: (CostTable, Prediction, Prediction without Winograd or None).
 
     1. the profile (path, shipped name, or a HardwareProfile);
@@ -171,7 +185,7 @@ def estimate(spec: str, hw, *, batches: Sequence[int] | None = None, precision: 
         raise UserError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     profile.peak_macs_per_s(precision)  # the profile must have this precision (names the ones it has)
     table = analyze(spec, batch=1, input_shapes=_batch1(input_shapes), resolution=resolution, seq_len=seq_len,
-                    precision=precision)
+                    precision=precision, past=past)
     bs = list(batches or DEFAULT_BATCHES)
     pred = roofline.predict(table, profile, bs, precision, winograd)
     if not (pred.latency_s > 0).all():

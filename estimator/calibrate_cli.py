@@ -181,10 +181,17 @@ def _model_table(file: str, doc: dict, precision: str, cache: dict):
     from .validate import modelprep
 
     m = doc["model"]
-    key = (m["name"], m["sha256"])
+    st = doc.get("settings") or {}
+    dims = {}
+    if st.get("scenario") == "generation":   # a decode step at the middle of the generation (validate/generate.py)
+        dims = {"seq_len": 1, "past": int(st["prompt"]) + (int(st["generate"]) - 2) // 2}
+    key = (m["name"], m["sha256"], tuple(sorted(dims.items())))
     if key in cache:
         return cache[key]
-    if m.get("builtin"):
+    if m.get("builtin") and dims:
+        path = modelprep.resolve_model(m["name"]).path
+        what = f"the current build of built-in '{m['name']}'"
+    elif m.get("builtin"):
         base, res, seq = _builtin_base(doc)
         path = modelprep.resolve_model(base, resolution=res, seq_len=seq).path
         what = f"the current build of built-in '{base}'"
@@ -197,7 +204,7 @@ def _model_table(file: str, doc: dict, precision: str, cache: dict):
     if sha != m["sha256"]:
         raise UserError(f"{file}: results are for another version of model '{m['name']}' "
                         f"(sha256 {m['sha256'][:12]}..., {what} has {sha[:12]}...); re-run estimate validate")
-    table = api.analyze(str(path), batch=1, precision=precision)
+    table = api.analyze(str(path), batch=1, precision=precision, **dims)
     cache[key] = table
     return table
 

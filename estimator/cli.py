@@ -48,18 +48,25 @@ def analyze_cmd(
     batch: Optional[str] = typer.Option(None, "--batch", "-b", help="Batch size (sets the leading dim of every input); with --hw a list such as 1,2,4,8."),
     input_: Optional[List[str]] = typer.Option(None, "--input", "-i", help="Set an input's shape: NAME=1x3x608x608 (repeatable)."),
     resolution: Optional[str] = typer.Option(None, "--resolution", "-r", help="HxW of the single image input, e.g. 1088x1920."),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Sequence length of a built-in language model (bert-base)."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Sequence length: of a built-in encoder (bert-base), or the new tokens of a decoder with a KV cache."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32|fp16|bf16|int8: bytes per float element (and MAC rate with --hw)."),
     winograd: Optional[str] = typer.Option(None, "--winograd", help="off|f2|f4 (with --hw; default: the profile's)."),
     layers: bool = typer.Option(False, "--layers", help="Print the per-layer table."),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table (for people) | json | csv | markdown."),
     plot: Optional[str] = typer.Option(None, "--plot", help="With --hw: write a roofline + throughput plot (FILE.png or .svg; needs `pip install 'estimate[plot]'`)."),
+    past: Optional[int] = typer.Option(None, "--past", help="A decoder's KV-cache length (past tokens; 0 = the prompt pass)."),
+    prompt: Optional[int] = typer.Option(None, "--prompt", help="With --hw and a decoder: prompt tokens (prefill: time to first token)."),
+    generate: Optional[int] = typer.Option(None, "--generate", help="With --prompt: tokens to generate (decode: time per output token)."),
+    kv_precision: Optional[str] = typer.Option(None, "--kv-precision", help="With --prompt: KV-cache precision fp32|fp16|bf16|fp8|int8 (default: --precision)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="With --prompt: weight-only quantization int4|int8 (MACs stay at --precision)."),
 ) -> None:
-    """Analyze MODEL: per-layer MACs, params, activations; with --hw, predicted latency and throughput."""
+    """Analyze MODEL: per-layer MACs, params, activations; with --hw, predicted latency and throughput;
+    for a decoder with --prompt and --generate, prefill and decode (docs/llm.md)."""
     from . import analyze_cli
 
     analyze_cli.run(model=model, hw=hw, batch=batch, input_=input_, resolution=resolution, seq_len=seq_len,
-                    precision=precision, winograd=winograd, layers=layers, fmt=fmt.value, plot=plot)
+                    precision=precision, winograd=winograd, layers=layers, fmt=fmt.value, plot=plot, past=past,
+                    prompt=prompt, generate=generate, kv_precision=kv_precision, weights=weights)
 
 
 @app.command("models")

@@ -38,6 +38,11 @@ ANALYZE_OPTIONS: dict[str, tuple[str, str]] = {
     "--layers": ("layers", "flag"),
     "--format": ("fmt", "str"), "-f": ("fmt", "str"),
     "--plot": ("plot", "str"),
+    "--past": ("past", "int"),
+    "--prompt": ("prompt", "int"),
+    "--generate": ("generate", "int"),
+    "--kv-precision": ("kv_precision", "str"),
+    "--weights": ("weights", "str"),
 }
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -52,7 +57,8 @@ def parse_analyze(args: list[str]) -> dict[str, Any] | None:
         return None  # options before MODEL: the full parser says what it makes of them
     kw: dict[str, Any] = {"model": None, "hw": None, "batch": None, "input_": [], "resolution": None,
                           "seq_len": None, "precision": None, "winograd": None, "layers": False,
-                          "fmt": "table", "plot": None}
+                          "fmt": "table", "plot": None, "past": None, "prompt": None, "generate": None,
+                          "kv_precision": None, "weights": None}
     seen: set[str] = set()
     i = 0
     while i < len(args):

@@ -236,6 +236,44 @@ def _set_dims(vi: onnx.ValueInfoProto, dims: list[int]) -> None:
         shape.dim.add().dim_value = int(d)
 
 
+def _decoder_shapes(src: str, inputs: list[onnx.ValueInfoProto], batch: int | None,
+                    input_shapes: dict[str, tuple[int, ...]], seq_len: int | None, past: int | None,
+                    notes: list[str]) -> dict[str, tuple[int, ...]]:
+    """--input shapes plus those of a decoder's ids, mask and cache inputs at (seq_len, past);
+    the file's own dims where it fixes them and nothing is asked, else sequence 1, past 0."""
+    from . import decoder
+
+    pairs = [(vi.name, _dims(vi)) for vi in inputs]
+    io = decoder.detect(pairs)
+    if io is None:
+        if seq_len is not None or past is not None:
+            what = " and ".join(o for o, v in (("--seq-len", seq_len), ("--past", past)) if v is not None)
+            raise UserError(f"{src}: {what} set a decoder's sequence and KV-cache lengths, but the model has no "
+                            "input_ids and past_key_values.N.key/value inputs (use --input NAME=... for its inputs)")
+        return input_shapes
+    dims = dict(pairs)
+
+    def file_dim(name, k):
+        d = dims.get(name) or []
+        return d[k] if len(d) > k and isinstance(d[k], int) and d[k] >= 0 else None
+
+    g_ids, g_past = input_shapes.get(io.ids), input_shapes.get(io.past_inputs[0])   # --input wins
+    s = seq_len if seq_len is not None else (g_ids[1] if g_ids and len(g_ids) > 1 else (file_dim(io.ids, 1) or 1))
+    fixed_past = file_dim(io.past_inputs[0], 2)
+    p = past if past is not None else (g_past[2] if g_past and len(g_past) > 2 else
+                                       (fixed_past if fixed_past is not None else 0))
+    b = batch if batch is not None else (file_dim(io.ids, 0) or 1)
+    shapes = decoder.input_shapes(io, pairs, batch=b, seq_len=s, past=p, given=input_shapes)
+    asked = (seq_len is not None or g_ids) and (past is not None or g_past)
+    notes.append(f"{io.describe()}: costed at sequence {s}, past {p}" + (
+        "" if asked else " (set them with --seq-len and --past)"))
+    if (seq_len is not None and file_dim(io.ids, 1) not in (None, seq_len)) or (
+            past is not None and fixed_past not in (None, past)):
+        notes.append(f"the file fixes sequence {file_dim(io.ids, 1)} and past {fixed_past}: the counts are the "
+                     "graph's at the asked lengths; a runtime may refuse them")
+    return {**shapes, **input_shapes}
+
+
 def _apply_overrides(src: str, inputs: list[onnx.ValueInfoProto], batch: int | None,
                      input_shapes: Mapping[str, tuple[int, ...]], resolution: tuple[int, int] | None,
                      notes: list[str]) -> dict[str, int]:
@@ -371,8 +409,11 @@ def _attr_value(a: onnx.AttributeProto) -> Any:
 
 def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
                input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-               resolution: tuple[int, int] | None = None, name: str | None = None) -> Graph:
-    """Load a model (path, or a ModelProto this function may modify) into a costable Graph."""
+               resolution: tuple[int, int] | None = None, name: str | None = None,
+               seq_len: int | None = None, past: int | None = None) -> Graph:
+    """Load a model (path, or a ModelProto this function may modify) into a costable Graph.
+    `seq_len`, `past`: the sequence and KV-cache lengths of a decoder with a cache
+    (estimator/decoder.py; an error for other models)."""
     notes: list[str] = []
     if isinstance(source, onnx.ModelProto):
         model = source
@@ -460,8 +501,12 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     available = init_names | {vi.name for vi in g.input}
     order = _topo_order(src, plain, names, available)
 
-    # 4. Input dims.
-    bindings = _apply_overrides(src, real_inputs, batch, dict(input_shapes or {}), resolution, notes)
+    # 4. Input dims (a decoder's sequence and cache lengths first: estimator/decoder.py).
+    given = dict(input_shapes or {})
+    input_shapes = _decoder_shapes(src, real_inputs, batch, given, seq_len, past, notes)
+    quiet = [f"input '{n}' shape set to" for n in input_shapes if n not in given]   # said once, by the decoder note
+    bindings = _apply_overrides(src, real_inputs, batch, input_shapes, resolution, notes)
+    notes[:] = [n for n in notes if not any(n.startswith(q) for q in quiet)]
     _substitute_dims(g, bindings)
     # Declared shapes (value_info, outputs) may carry the exported batch or resolution: infer
     # without them, and use a declaration only for a tensor inference cannot tell (the output

@@ -333,9 +333,10 @@ def plot(path: str, pred: roofline.Prediction) -> None:
 
 
 def run(*, model: str, hw: str, batches: Optional[list[int]], input_shapes, resolution, seq_len, precision,
-        winograd, layers: bool, fmt: str, plot: Optional[str], emit: Callable[[str], None], console: Console) -> None:
+        winograd, layers: bool, fmt: str, plot: Optional[str], emit: Callable[[str], None], console: Console,
+        past: Optional[int] = None) -> None:
     table, pred, base = api.estimate(model, hw, batches=batches, precision=precision, winograd=winograd,
-                                     input_shapes=input_shapes, resolution=resolution, seq_len=seq_len)
+                                     input_shapes=input_shapes, resolution=resolution, seq_len=seq_len, past=past)
     if plot:
         globals()["plot"](plot, pred)
     warn = report.incomplete_warning(table.totals, "in the document")
@@ -587,3 +588,64 @@ def sweep(model: str, hw: str, axes: dict[str, list[float]], *, batches: Sequenc
     keys = list(axes)
     mesh = dict(zip(keys, (m.reshape(-1) for m in np.meshgrid(*[np.asarray(axes[k], dtype=float) for k in keys], indexing="ij"))))
     return summ, hwa, keys, mesh
+
+
+# ----------------------------------------------------------------------------- language models
+
+
+def run_llm(*, model: str, hw: str, batches: Optional[list[int]], input_shapes, precision, prompt: int, generate: int,
+            kv_precision, weights, fmt: str, emit: Callable[[str], None], console: Console) -> None:
+    """`estimate DECODER --hw P --prompt N --generate M`: prefill and decode (estimator/llm.py)."""
+    from . import llm
+
+    bs = list(batches or [1])
+    table, pred, base = api.estimate(model, hw, batches=bs, precision=precision, input_shapes=input_shapes,
+                                     seq_len=prompt, past=0)
+    lp = llm.predict(model, pred.hardware, prompt=prompt, generate=generate, batches=bs, precision=pred.precision,
+                     kv_precision=kv_precision, weights=weights, input_shapes=input_shapes)
+    floor = lp.weight_bytes / pred.hardware.dram_bandwidth_bytes_per_s
+    if fmt in ("json", "csv", "markdown"):
+        doc = prediction_document(table, pred, base, source=model)
+        doc["llm"] = {**lp.to_dict(), "weight_read_floor_s": floor}
+        if fmt == "json":
+            emit(json.dumps(doc, indent=1))
+            return
+        rows = [[str(p["batch"]), seconds_str(p["ttft_s"]), seconds_str(p["tpot_s"]), f"{p['tokens_per_s']:,.1f}",
+                 f"{p['tokens_per_s_total']:,.1f}", bytes_str(p["kv_cache_bytes"]), bytes_str(p["memory_bytes"]),
+                 p["prefill_bound"], p["decode_bound"]] for p in doc["llm"]["per_batch"]]
+        head = ["batch", "TTFT", "TPOT (mean)", "tokens/s per seq", "tokens/s total", "KV cache", "memory",
+                "prefill", "decode"]
+        if fmt == "csv":
+            import csv
+            import io
+            buf = io.StringIO()
+            csv.writer(buf).writerows([head] + rows)
+            emit(buf.getvalue())
+        else:
+            from tabulate import tabulate
+            emit(tabulate(rows, headers=head, tablefmt="github"))
+        return
+    hwp = pred.hardware
+    console.print(f"[bold]{table.model}[/bold] on [bold]{hwp.name}[/bold]: {lp.io.describe()}", soft_wrap=True)
+    console.print(f"prompt {prompt} tokens, generate {generate}; activations {lp.precision}, KV cache {lp.kv_precision}, "
+                  f"weights {lp.weights or lp.precision} ({bytes_str(lp.weight_bytes)}); KV cache "
+                  f"{bytes_str(lp.kv_cache_bytes_per_token)} per token and sequence"
+                  + (f"; largest batch that fits the {bytes_str(hwp.dram_bytes)} of DRAM: {lp.max_batch}"
+                     if lp.max_batch is not None else "; the profile has no dram_bytes (no capacity check)"),
+                  soft_wrap=True)
+    t = Table(title="Prefill (the prompt as one pass) and decode (one token per step; estimates of the roofline model)",
+              title_justify="left")
+    for c in ("batch", "TTFT", "TPOT mean", "TPOT first -> last", "tokens/s per sequence", "tokens/s total",
+              "KV cache", "memory", "fits", "prefill", "decode"):
+        t.add_column(c, justify="right")
+    for p in lp.points:
+        t.add_row(str(p.batch), seconds_str(p.prefill.seconds), seconds_str(p.tpot_mean_s),
+                  f"{seconds_str(p.decode_first.seconds)} -> {seconds_str(p.decode_last.seconds)}",
+                  f"{p.tokens_per_s:,.1f}", f"{p.batch * p.tokens_per_s:,.1f}", bytes_str(p.kv_cache_bytes),
+                  bytes_str(p.memory_bytes), "-" if p.fits is None else ("yes" if p.fits else "[red]no[/red]"),
+                  p.prefill.bound, p.decode_last.bound)
+    console.print(t)
+    console.print(f"reading the weights once per step takes {seconds_str(floor)} at the datasheet DRAM bandwidth: a "
+                  "decode step cannot be faster while the weights do not fit on chip", soft_wrap=True)
+    for n in lp.notes:
+        console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)

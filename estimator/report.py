@@ -209,8 +209,10 @@ def analysis_markdown(doc: Mapping[str, Any], with_layers: bool) -> str:
 def render_analysis(console: Console, table: CostTable, *, with_layers: bool = False, top: int = 8) -> None:
     """The ten-second summary: inputs, totals, heaviest layers, unsupported ops, convention."""
     t = table.totals
+    shown = table.inputs if len(table.inputs) <= 6 else table.inputs[:4]
+    more = f", ... {len(table.inputs) - len(shown)} more inputs (--format json lists them)" if len(shown) < len(table.inputs) else ""
     console.print(f"[bold]{table.model}[/bold]  batch {table.batch}, precision {table.precision or 'as stored'}; "
-                  + ", ".join(f"{i.name} {shape_str(i.shape)} {i.dtype}" for i in table.inputs))
+                  + ", ".join(f"{i.name} {shape_str(i.shape)} {i.dtype}" for i in shown) + more)
     warn = incomplete_warning(t)
     if warn:
         console.print(f"[bold red]{warn}[/bold red]", soft_wrap=True)

@@ -48,9 +48,35 @@ def validate_command(
     min_duration: float = typer.Option(2.0, "--min-duration", help="LoadGen minimum duration in seconds (official: 600)."),
     min_query_count: int = typer.Option(64, "--min-query-count", help="LoadGen minimum query count (p99 needs >= 662)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary on stdout."),
+    prompt: Optional[int] = typer.Option(None, "--prompt", help="A decoder with a KV cache: run a generation loop of this "
+                                         "many prompt tokens (TTFT) ..."),
+    generate: Optional[int] = typer.Option(None, "--generate", help="... and this many generated tokens (TPOT); "
+                                           "--iterations sets the timed generations (default 5)."),
 ) -> None:
     """Measure MODEL with onnxruntime on this host and write versioned JSON + CSV results."""
     from . import modelprep, runner
+    if prompt is not None or generate is not None:
+        if prompt is None or generate is None:
+            raise UserError("--prompt and --generate go together (prompt tokens, tokens to generate)")
+        from . import generate as gen
+        th = _int_list(threads, "--threads") if threads else [None]
+        if len(th) > 1 or precision.strip().lower() != "fp32" or scenario or instances != "1":
+            raise UserError("a generation loop runs one thread count, fp32, one instance, no --scenario")
+        jp, cp, doc = gen.run_generation(model, out, prompt=prompt, generate=generate, batches=_int_list(batch, "--batch"),
+                                         threads=th[0], runs=iterations or 5, warmup=max(0, warmup), hw=hw,
+                                         provider=provider, quiet=quiet)
+        if not quiet:
+            for c in doc["configurations"]:
+                m, pr = c["llm"], c.get("prediction")
+                typer.echo(f"batch {c['batch']}: TTFT p50 {m['ttft_s']['p50'] * 1e3:.2f} ms, TPOT p50 "
+                           f"{m['tpot_s']['p50'] * 1e3:.2f} ms (p90 {m['tpot_s']['p90'] * 1e3:.2f} ms), "
+                           f"{m['tokens_per_s_total']:.1f} tokens/s"
+                           + (f"; predicted TTFT {pr['ttft_s'] * 1e3:.2f} ms ({pr['ttft_error']:+.0%}), TPOT "
+                              f"{pr['tpot_s'] * 1e3:.2f} ms ({pr['tpot_error']:+.0%})" if pr else ""))
+            for n in doc["notes"]:
+                typer.echo(f"note: {n}")
+            typer.echo(f"results: {jp}  {cp}")
+        return
     if iterations is not None and duration is not None:
         raise UserError("give either --iterations or --duration, not both")
     if iterations is not None and iterations < 1:

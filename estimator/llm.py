@@ -1,0 +1,212 @@
+"""Language-model phases on a hardware profile: prefill (the prompt as one pass) and decode (one
+token per step while the KV cache grows), from a decoder file or built-in (estimator/decoder.py).
+
+- **prefill** (time to first token, TTFT): the graph at sequence = prompt, past = 0;
+- **decode** (time per output token, TPOT): the graph at sequence 1, past = prompt + i for
+  steps i = 0 .. generate - 2 (the prompt pass yields the first of the `generate` tokens, each
+  decode step one more). The roofline of a step is evaluated at DECODE_SAMPLES context
+  lengths spread over the generation (first and last included) and interpolated linearly in
+  between: per-step costs are affine in the context length (attention MACs and the cache bytes
+  grow with it), so the mean is exact up to a change of bound between two samples;
+- tokens/s per sequence = 1 / mean TPOT, in all = batch / mean TPOT;
+- KV cache: 2 (K, V) x layers x kv_heads x head_dim x bytes per value per token and sequence,
+  at `kv_precision` (default: the activation precision);
+- memory footprint = weights + KV cache at prompt + generate - 1 tokens for the batch + the prefill's
+  peak live activations x batch, against the profile's `dram_bytes`; `max_batch` is the largest
+  batch whose footprint fits.
+
+`weights` ("int4", "int8") is weight-only quantization of the contractions' weights (MatMul,
+Gemm, Conv), separate from the activation precision: their bytes become bits/8 per weight plus
+one fp16 scale per WEIGHT_BLOCK weights (block-wise, as MatMulNBits stores them); MACs stay at
+the activation precision.
+
+The cost of the prediction is that of the analyses: one for prefill, DECODE_SAMPLES for
+decode. Pure apart from api.analyze (which reads the model file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from . import api
+from .analyze import PRECISION_BYTES
+from .decoder import DecoderIO, detect
+from .errors import UserError
+from .hardware import HardwareProfile
+from .roofline import HwArrays, LayerArrays, evaluate
+
+DECODE_SAMPLES = 5
+WEIGHT_BLOCK = 32
+WEIGHT_BITS = {"int4": 4, "int8": 8}
+KV_PRECISIONS = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
+
+
+@dataclass(frozen=True)
+class Phase:
+    seconds: float            # per pass (prefill) or per step (decode)
+    compute_share: float      # share of the time in compute-bound layers
+    memory_share: float       # in DRAM-bound layers
+    overhead_share: float     # per-kernel overhead
+
+    @property
+    def bound(self) -> str:
+        k = max(("compute", self.compute_share), ("memory", self.memory_share), ("overhead", self.overhead_share),
+                key=lambda kv: kv[1])[0]
+        return {"compute": "compute-bound", "memory": "DRAM-bound", "overhead": "overhead-bound"}[k]
+
+
+@dataclass(frozen=True)
+class LLMPoint:
+    batch: int
+    prefill: Phase
+    decode_first: Phase
+    decode_last: Phase
+    tpot_mean_s: float
+    kv_cache_bytes: float
+    memory_bytes: float
+    fits: bool | None         # None: the profile has no dram_bytes
+
+    @property
+    def tokens_per_s(self) -> float:
+        return 1.0 / self.tpot_mean_s
+
+    def to_dict(self, generate: int, per_token: float) -> dict:
+        return {"batch": self.batch, "ttft_s": self.prefill.seconds, "tpot_s": self.tpot_mean_s,
+                "tpot_first_s": self.decode_first.seconds, "tpot_last_s": self.decode_last.seconds,
+                "tokens_per_s": self.tokens_per_s, "tokens_per_s_total": self.batch * self.tokens_per_s,
+                "generation_s": self.prefill.seconds + (generate - 1) * self.tpot_mean_s,
+                "kv_cache_bytes_per_token": per_token, "kv_cache_bytes": self.kv_cache_bytes,
+                "memory_bytes": self.memory_bytes, "fits_dram": self.fits,
+                "prefill_bound": self.prefill.bound, "decode_bound": self.decode_last.bound,
+                "prefill_shares": _shares(self.prefill), "decode_shares": _shares(self.decode_last)}
+
+
+def _shares(p: Phase) -> dict:
+    return {"compute": p.compute_share, "memory": p.memory_share, "overhead": p.overhead_share}
+
+
+@dataclass(frozen=True)
+class LLMPrediction:
+    io: DecoderIO
+    prompt: int
+    generate: int
+    precision: str
+    kv_precision: str
+    weights: str | None
+    weight_bytes: float
+    kv_cache_bytes_per_token: float          # one sequence
+    points: tuple[LLMPoint, ...]
+    max_batch: int | None
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"prompt": self.prompt, "generate": self.generate, "precision": self.precision,
+                "kv_precision": self.kv_precision, "weights": self.weights or self.precision,
+                "layers": self.io.layers, "kv_heads": self.io.kv_heads, "head_dim": self.io.head_dim,
+                "weight_bytes": self.weight_bytes, "kv_cache_bytes_per_token": self.kv_cache_bytes_per_token,
+                "max_batch": self.max_batch, "decode_samples": DECODE_SAMPLES,
+                "per_batch": [p.to_dict(self.generate, self.kv_cache_bytes_per_token) for p in self.points],
+                "notes": list(self.notes)}
+
+
+def _io_of(spec: str, input_shapes) -> DecoderIO:
+    g = api.load(spec, input_shapes=input_shapes, seq_len=1, past=1)
+    io = detect([(x, g.tensors[x].shape) for x in g.inputs if x in g.tensors])
+    if io is None:   # load() would already have refused --past for a model without a cache
+        raise UserError(f"{spec}: not a decoder with a KV cache (input_ids and past_key_values.N.key/value)")
+    return io
+
+
+def _quantize_weights(la: LayerArrays, weights: str | None, precision: str) -> LayerArrays:
+    """Weight-only quantization of the contractions' weights (see the module docstring)."""
+    if weights is None:
+        return la
+    per = WEIGHT_BITS[weights] / 8 + 2.0 / WEIGHT_BLOCK      # bytes per weight, with its block scale
+    scale = np.where(la.macs > 0, per / PRECISION_BYTES[precision], 1.0)
+    return dataclasses.replace(la, weight_bytes=la.weight_bytes * scale, weight_read_bytes=la.weight_read_bytes * scale,
+                               kernel_bytes=la.kernel_bytes * scale if la.kernel_bytes is not None else None)
+
+
+def _kv_scaled(table, la: LayerArrays, io: DecoderIO, kv_bytes: float, precision: str) -> LayerArrays:
+    """The cache tensors (past inputs, present outputs) at the KV precision."""
+    act = PRECISION_BYTES[precision]
+    if kv_bytes == act:
+        return la
+    cache = set(io.past_inputs) | {o for o in table.outputs if o.startswith("present")}
+    scale = np.array([kv_bytes / act if n in cache else 1.0 for n in la.tensor_names])
+    return dataclasses.replace(la, tensor_bytes=la.tensor_bytes * scale)
+
+
+def _phase(la: LayerArrays, hw: HwArrays, batch: int) -> Phase:
+    raw = evaluate(la, hw, [batch])
+    comp, mem, t = raw.compute_s[0, 0], raw.memory_s[0, 0], raw.time_s[0, 0]
+    total = float(raw.latency_s[0, 0])
+    busy = float(t.sum()) or 1.0
+    over = np.clip(t - np.maximum(comp, mem), 0.0, None)
+    return Phase(seconds=total, compute_share=float(np.where(comp >= mem, np.maximum(comp, mem), 0).sum() / busy),
+                 memory_share=float(np.where(mem > comp, mem, 0).sum() / busy), overhead_share=float(over.sum() / busy))
+
+
+def predict(spec: str, profile: HardwareProfile, *, prompt: int, generate: int, batches: Sequence[int],
+            precision: str, kv_precision: str | None = None, weights: str | None = None,
+            input_shapes=None) -> LLMPrediction:
+    if prompt < 1:
+        raise UserError(f"--prompt {prompt}: must be >= 1 (tokens)")
+    if generate < 2:
+        raise UserError(f"--generate {generate}: must be >= 2 tokens (the first comes from the prompt pass, each "
+                        "further one from a decode step)")
+    kv_precision = kv_precision or precision
+    if kv_precision not in KV_PRECISIONS:
+        raise UserError(f"--kv-precision {kv_precision!r}: choose one of {', '.join(KV_PRECISIONS)}")
+    if weights is not None and weights not in WEIGHT_BITS:
+        raise UserError(f"--weights {weights!r}: choose one of {', '.join(WEIGHT_BITS)} (weight-only quantization)")
+    io = _io_of(spec, input_shapes)
+    notes: list[str] = []
+    if io.kv_values_per_token is None:
+        raise UserError(f"{spec}: the KV heads or head size of its cache inputs are symbolic: set them with --input")
+    kv_bytes = KV_PRECISIONS[kv_precision]
+    per_token = float(io.kv_values_per_token * kv_bytes)
+    hw = HwArrays.from_profiles([profile], precision)
+    rules, layout = profile.fusion_rules(), profile.layout_spec()
+
+    def arrays(seq: int, past: int):
+        t = api.analyze(spec, batch=1, input_shapes=input_shapes, seq_len=seq, past=past, precision=precision)
+        la = LayerArrays.from_table(t, rules=rules, layout=layout)
+        return t, _kv_scaled(t, _quantize_weights(la, weights, precision), io, kv_bytes, precision)
+
+    pre_t, pre = arrays(prompt, 0)
+    last = prompt + generate - 2            # the cache length at the last decode step
+    ctx = np.unique(np.linspace(prompt, last, min(DECODE_SAMPLES, generate - 1)).round().astype(int))
+    dec = [arrays(1, int(p))[1] for p in ctx]
+    weight_bytes = float(pre.weight_bytes.sum())
+    act_peak = float(pre_t.totals.peak_activation_bytes)
+    steps = np.arange(prompt, last + 1)     # generate - 1 decode steps
+    points = []
+    for b in batches:
+        pf = _phase(pre, hw, b)
+        ph = [_phase(la, hw, b) for la in dec]
+        tpot = float(np.interp(steps, ctx, [p.seconds for p in ph]).mean())
+        kv = per_token * (prompt + generate - 1) * b    # the cache after the last step
+        mem = weight_bytes + kv + act_peak * b
+        fits = None if profile.dram_bytes is None else mem <= profile.dram_bytes
+        points.append(LLMPoint(batch=b, prefill=pf, decode_first=ph[0], decode_last=ph[-1], tpot_mean_s=tpot,
+                               kv_cache_bytes=kv, memory_bytes=mem, fits=fits))
+    max_batch = None
+    if profile.dram_bytes is not None:
+        per_seq = per_token * (prompt + generate - 1) + act_peak
+        max_batch = int(max(0.0, (profile.dram_bytes - weight_bytes) // per_seq))
+        if max_batch == 0:
+            notes.append(f"the weights ({weight_bytes / 2**30:.1f} GiB) and one sequence's cache do not fit in the "
+                         f"profile's {profile.dram_bytes / 2**30:.1f} GiB of DRAM")
+    if precision != kv_precision:
+        notes.append(f"KV cache at {kv_precision}: past and present tensors at {kv_bytes} byte(s) per value")
+    if weights:
+        notes.append(f"weights {weights}: {WEIGHT_BITS[weights] / 8 + 2.0 / WEIGHT_BLOCK:.4g} bytes per weight "
+                     f"(block scales of {WEIGHT_BLOCK}), MACs at {precision}")
+    return LLMPrediction(io=io, prompt=prompt, generate=generate, precision=precision, kv_precision=kv_precision,
+                         weights=weights, weight_bytes=weight_bytes, kv_cache_bytes_per_token=per_token,
+                         points=tuple(points), max_batch=max_batch, notes=tuple(notes))
