@@ -34,6 +34,11 @@ def run(*, model: str, hw: Optional[str] = None, batch: Optional[str] = None, in
             raise UserError("--prompt and --generate go together (prompt tokens, tokens to generate)")
         if past is not None or seq_len is not None:
             raise UserError("--prompt/--generate set the sequence and cache lengths of each phase: drop --seq-len/--past")
+        extra = [o for o, v in (("--layers", layers), ("--plot", plot), ("--winograd", winograd),
+                                ("--resolution", resolution)) if v]
+        if extra:
+            raise UserError(f"{', '.join(extra)}: not available with --prompt/--generate (the phases' table); run "
+                            "`estimate MODEL --hw P --seq-len S --past N` for one pass with them")
         from . import predict_cli
 
         predict_cli.run_llm(model=model, hw=hw, batches=api.parse_batches(batch), input_shapes=api.parse_inputs(input_),

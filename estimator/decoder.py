@@ -50,6 +50,16 @@ class DecoderIO:
                 f"{len(self.past_inputs)} past_key_values inputs: {self.layers} layers, {h})")
 
 
+def cache_slot(name: str) -> tuple[int, str] | None:
+    """(layer, 'key'|'value') of a cache input or output name (past_key_values.3.key,
+    past.3.key, past_key.3, and the same with present): pairs a present output with the past
+    input it feeds at the next step."""
+    for prefix in ("present", "past"):
+        if name.startswith(prefix):
+            return _layer_kind("past" + name[len(prefix):]) or _layer_kind("past_key_values" + name[len(prefix):])
+    return None
+
+
 def _layer_kind(name: str) -> tuple[int, str] | None:
     for pat in _PAST:
         m = pat.match(name)
@@ -82,8 +92,10 @@ def detect(inputs: Sequence[tuple[str, Sequence]]) -> DecoderIO | None:
 
 def input_shapes(io: DecoderIO, inputs: Sequence[tuple[str, Sequence]], *, batch: int, seq_len: int,
                  past: int, given: Mapping[str, tuple[int, ...]] = ()) -> dict[str, tuple[int, ...]]:
-    """Dims for the decoder's inputs at (batch, sequence, past); inputs in `given` (--input)
-    keep theirs. UserError when a cache input's heads or head size is symbolic and not given."""
+    """Dims for every one of the decoder's inputs at (batch, sequence, past). A cache input in
+    `given` (--input) lends its KV heads and head size (when the file leaves them symbolic); the
+    batch, sequence and past always come from the arguments, so that one --input works for
+    every phase. UserError when a cache input's heads or head size is symbolic and not given."""
     if seq_len < 1:
         raise UserError(f"--seq-len {seq_len}: must be >= 1")
     if past < 0:
@@ -91,17 +103,19 @@ def input_shapes(io: DecoderIO, inputs: Sequence[tuple[str, Sequence]], *, batch
     dims = {n: list(d) for n, d in inputs}
     out: dict[str, tuple[int, ...]] = {}
     for n in (io.ids, io.positions):
-        if n and n not in given:
+        if n:
             out[n] = (batch, seq_len)
-    if io.mask and io.mask not in given:
+    if io.mask:
         out[io.mask] = (batch, past + seq_len)
     for n in io.past_inputs:
-        if n in given:
-            continue
-        d = dims[n]
+        d = list(dims[n])
+        g = given.get(n)
+        if g is not None and len(g) == 4:
+            d[1], d[3] = g[1], g[3]
         for k, what in ((1, "KV heads"), (3, "head size")):
             if not (isinstance(d[k], int) and d[k] > 0):
                 raise UserError(f"input '{n}': its {what} (dim {k}, '{d[k]}') is symbolic: set it with "
-                                f"--input {n}={batch}x<kv_heads>x{past}x<head_dim>")
+                                f"--input {n}={batch}x<kv_heads>x{past}x<head_dim> (its batch and past follow "
+                                "--batch and --past)")
         out[n] = (batch, d[1], past, d[3])
     return out

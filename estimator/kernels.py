@@ -48,6 +48,7 @@ class Step:
     ops: frozenset[str]
     other: str = "constant"
     repeat: bool = False      # the step may match several layers in a row
+    exact: bool = False       # only right after the step before it (that step may not be skipped)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class Rule:
     name: str
     head: frozenset[str]          # op types, or {"contraction"}
     then: tuple[Step, ...]
+    members_compute: bool = False  # members keep their own arithmetic (one kernel, but the work is done):
+    #   attention's Softmax and P V, a pointwise chain's ops; an epilogue's members are free
 
     def starts(self, op_type: str, kind: str) -> bool:
         return op_type in self.head or (CONTRACTION in self.head and kind == "contraction")
@@ -64,8 +67,9 @@ class Rule:
 RULES: Mapping[str, Rule] = {}
 
 
-def _rule(name: str, head: Sequence[str], *then: tuple, repeat: bool = False) -> None:
-    RULES[name] = Rule(name, frozenset(head), tuple(Step(frozenset(o), other, repeat) for o, other in then))  # type: ignore[index]
+def _rule(name: str, head: Sequence[str], *then: tuple, repeat: bool = False, members_compute: bool = False) -> None:
+    RULES[name] = Rule(name, frozenset(head), tuple(Step(frozenset(o), other, repeat) for o, other in then),  # type: ignore[index]
+                       members_compute)
 
 
 #: What every runtime folds into the contraction that produces its input: BatchNormalization
@@ -95,14 +99,16 @@ _rule("norm_epilogue", ["LayerNormalization", "BatchNormalization", "InstanceNor
 # (TensorRT's multi-head attention fusion, onnxruntime's Attention/MultiHeadAttention fusion,
 # FlashAttention-style kernels); the scores never leave the chip
 _rule("attention", ["MatMul"], (["Div", "Mul"], "constant"), (["Add", "Where"], "any"), (["Softmax"], "constant"),
-      (["MatMul"], "any"))
+      (["MatMul"], "any"), members_compute=True)
+RULES["attention"] = Rule("attention", RULES["attention"].head,
+                          RULES["attention"].then[:-1] + (Step(frozenset({"MatMul"}), "any", exact=True),), True)
 
 # a chain of element-wise ops (any other inputs) as one kernel: TensorRT's PointWise fusion
 # ("multiple adjacent PointWise layers can be fused into a single PointWise layer", TensorRT
 # Developer Guide, Types of Fusions), XLA's and TorchInductor's loop fusion
 POINTWISE_OPS = ("Add", "Sub", "Mul", "Div", "Neg", "Sqrt", "Pow", "Reciprocal", "Exp", "Log", "Erf", "Abs",
                  "Cast", "Where", "Max", "Min") + ACTIVATIONS
-_rule("pointwise", POINTWISE_OPS, (POINTWISE_OPS, "any"), repeat=True)
+_rule("pointwise", POINTWISE_OPS, (POINTWISE_OPS, "any"), repeat=True, members_compute=True)
 
 #: Rules by profile kind; a profile without `fusion` and without a known kind gets "default".
 #: Every kind gets the epilogue rule only: what a shipped device's compiler fuses beyond it is not
@@ -132,9 +138,12 @@ def parse_rule(where: str, data: Any) -> Rule | str:
         return data
     if not isinstance(data, Mapping):
         raise UserError(f"{where}: expected a rule name or a mapping with name, head, then")
-    unknown = set(data) - {"name", "head", "then"}
+    unknown = set(data) - {"name", "head", "then", "members_compute"}
     if unknown:
-        raise UserError(f"{where}: unknown key '{sorted(unknown)[0]}' (known: name, head, then)")
+        raise UserError(f"{where}: unknown key '{sorted(unknown)[0]}' (known: name, head, then, members_compute)")
+    mc = data.get("members_compute", False)
+    if not isinstance(mc, bool):
+        raise UserError(f"{where}.members_compute: expected true or false, got {mc!r}")
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise UserError(f"{where}.name: expected a text")
@@ -145,16 +154,19 @@ def parse_rule(where: str, data: Any) -> Rule | str:
     steps = []
     for k, st in enumerate(then):
         w = f"{where}.then[{k}]"
-        if not isinstance(st, Mapping) or set(st) - {"ops", "other", "repeat"}:
-            raise UserError(f"{w}: expected a mapping with ops and, optionally, other and repeat")
+        if not isinstance(st, Mapping) or set(st) - {"ops", "other", "repeat", "exact"}:
+            raise UserError(f"{w}: expected a mapping with ops and, optionally, other, repeat and exact")
         other = st.get("other", "constant")
         if other not in OTHER_KINDS:
             raise UserError(f"{w}.other: expected one of {', '.join(OTHER_KINDS)}, got {other!r}")
         repeat = st.get("repeat", False)
         if not isinstance(repeat, bool):
             raise UserError(f"{w}.repeat: expected true or false, got {repeat!r}")
-        steps.append(Step(_ops(f"{w}.ops", st.get("ops")), other, repeat))
-    return Rule(name, head, tuple(steps))
+        exact = st.get("exact", False)
+        if not isinstance(exact, bool):
+            raise UserError(f"{w}.exact: expected true or false, got {exact!r}")
+        steps.append(Step(_ops(f"{w}.ops", st.get("ops")), other, repeat, exact))
+    return Rule(name, head, tuple(steps), mc)
 
 
 def _ops(where: str, v: Any) -> frozenset[str]:
@@ -171,11 +183,19 @@ def rule_to_data(r: Rule | str) -> Any:
         return r.name
     return {"name": r.name, "head": sorted(r.head),
             "then": [{"ops": sorted(s.ops), **({"other": s.other} if s.other != "constant" else {}),
-                      **({"repeat": True} if s.repeat else {})} for s in r.then]}
+                      **({"repeat": True} if s.repeat else {}), **({"exact": True} if s.exact else {})}
+                     for s in r.then], **({"members_compute": True} if r.members_compute else {})}
 
 
 def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | set[str] = frozenset()) -> list[int]:
-    """Kernel head of every layer (its own index when it heads a kernel or runs alone).
+    """Kernel head of every layer (see grouping())."""
+    return grouping(layers, rules)[0]
+
+
+def grouping(layers: Sequence, rules: Sequence[Rule]) -> tuple[list[int], list[bool]]:
+    """(kernel head of every layer: its own index when it heads a kernel or runs alone; whether
+    a member keeps its own arithmetic: it joined under a rule with members_compute, such as
+    attention's P V MatMul).
 
     `layers`: LayerCost rows in topological order (op_type, kind, status, inputs, outputs;
     `inputs` are the activations a layer reads: constants are not among them). Views
@@ -188,8 +208,9 @@ def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | s
     """
     n = len(layers)
     head = list(range(n))
+    work = [False] * n
     if not rules:
-        return head
+        return head, work
     alias: dict[str, str] = {}
     producer: dict[str, int] = {}
     readers: dict[str, int] = {}
@@ -225,11 +246,15 @@ def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | s
             for rule, k in cands:
                 for j in range(k, len(rule.then)):
                     st = rule.then[j]
+                    if st.exact and j != k:
+                        continue
                     if l.op_type in st.ops and _others_ok(st.other, rest, hin):
                         advanced.append((rule, j if st.repeat else j + 1))
                         break
             if advanced:
                 head[i] = h
+                # the member's work stays when every rule still matching says so
+                work[i] = all(r.members_compute for r, _ in advanced)
                 state[h] = (advanced, l.outputs[0] if l.outputs else "", hin)
                 joined = True
             break
@@ -238,7 +263,7 @@ def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | s
         cands = [(rule, 0) for rule in rules if rule.starts(l.op_type, l.kind)]
         if cands and l.outputs:
             state[i] = (cands, l.outputs[0], ins[0] if ins else "")
-    return head
+    return head, work
 
 
 def _others_ok(other: str, rest: list[str], head_input: str) -> bool:

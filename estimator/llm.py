@@ -102,6 +102,7 @@ class LLMPrediction:
     points: tuple[LLMPoint, ...]
     max_batch: int | None
     notes: tuple[str, ...]
+    weight_read_floor_s: float = 0.0         # the weights one decode step reads / datasheet DRAM bandwidth
 
     def to_dict(self) -> dict:
         return {"prompt": self.prompt, "generate": self.generate, "precision": self.precision,
@@ -109,16 +110,9 @@ class LLMPrediction:
                 "layers": self.io.layers, "kv_heads": self.io.kv_heads, "head_dim": self.io.head_dim,
                 "weight_bytes": self.weight_bytes, "kv_cache_bytes_per_token": self.kv_cache_bytes_per_token,
                 "max_batch": self.max_batch, "decode_samples": DECODE_SAMPLES,
+                "weight_read_floor_s": self.weight_read_floor_s,
                 "per_batch": [p.to_dict(self.generate, self.kv_cache_bytes_per_token) for p in self.points],
                 "notes": list(self.notes)}
-
-
-def _io_of(spec: str, input_shapes) -> DecoderIO:
-    g = api.load(spec, input_shapes=input_shapes, seq_len=1, past=1)
-    io = detect([(x, g.tensors[x].shape) for x in g.inputs if x in g.tensors])
-    if io is None:   # load() would already have refused --past for a model without a cache
-        raise UserError(f"{spec}: not a decoder with a KV cache (input_ids and past_key_values.N.key/value)")
-    return io
 
 
 def _quantize_weights(la: LayerArrays, weights: str | None, precision: str) -> LayerArrays:
@@ -131,14 +125,34 @@ def _quantize_weights(la: LayerArrays, weights: str | None, precision: str) -> L
                                kernel_bytes=la.kernel_bytes * scale if la.kernel_bytes is not None else None)
 
 
+#: ops that move cache values without arithmetic: their outputs are cache values too (the plain
+#: form's Concat append, repeat_kv's Expand, the Transpose of K)
+_CACHE_MOVES = frozenset({"Concat", "Expand", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Slice", "Identity",
+                          "Tile", "Flatten"})
+
+
+def _cache_tensors(table, io: DecoderIO) -> set[str]:
+    """The past inputs, the present outputs and every tensor moved from them without arithmetic."""
+    cache = set(io.past_inputs) | {o for o in table.outputs if o.startswith("present")}
+    for l in table.layers:   # topological order
+        if l.op_type in _CACHE_MOVES and any(x in cache for x in l.inputs):
+            cache.update(l.outputs)
+    return cache
+
+
 def _kv_scaled(table, la: LayerArrays, io: DecoderIO, kv_bytes: float, precision: str) -> LayerArrays:
-    """The cache tensors (past inputs, present outputs) at the KV precision."""
+    """The cache values (past inputs, present outputs, their copies and views) at the KV precision;
+    the layers' working sets follow."""
     act = PRECISION_BYTES[precision]
     if kv_bytes == act:
         return la
-    cache = set(io.past_inputs) | {o for o in table.outputs if o.startswith("present")}
-    scale = np.array([kv_bytes / act if n in cache else 1.0 for n in la.tensor_names])
-    return dataclasses.replace(la, tensor_bytes=la.tensor_bytes * scale)
+    cache = _cache_tensors(table, io)
+    tb = la.tensor_bytes * np.array([kv_bytes / act if n in cache else 1.0 for n in la.tensor_names])
+    ws = np.zeros(len(la.names))
+    np.add.at(ws, la.edge_layer, tb[la.edge_tensor])
+    has = la.producer >= 0
+    np.add.at(ws, la.producer[has], tb[has])
+    return dataclasses.replace(la, tensor_bytes=tb, ws_bytes=ws)
 
 
 def _phase(la: LayerArrays, hw: HwArrays, batch: int) -> Phase:
@@ -151,20 +165,25 @@ def _phase(la: LayerArrays, hw: HwArrays, batch: int) -> Phase:
                  memory_share=float(np.where(mem > comp, mem, 0).sum() / busy), overhead_share=float(over.sum() / busy))
 
 
-def predict(spec: str, profile: HardwareProfile, *, prompt: int, generate: int, batches: Sequence[int],
-            precision: str, kv_precision: str | None = None, weights: str | None = None,
-            input_shapes=None) -> LLMPrediction:
+def check_options(prompt: int, generate: int, kv_precision: str | None, weights: str | None) -> None:
+    """One-line errors for the phase options, before anything is costed."""
     if prompt < 1:
         raise UserError(f"--prompt {prompt}: must be >= 1 (tokens)")
     if generate < 2:
         raise UserError(f"--generate {generate}: must be >= 2 tokens (the first comes from the prompt pass, each "
                         "further one from a decode step)")
-    kv_precision = kv_precision or precision
-    if kv_precision not in KV_PRECISIONS:
+    if kv_precision is not None and kv_precision not in KV_PRECISIONS:
         raise UserError(f"--kv-precision {kv_precision!r}: choose one of {', '.join(KV_PRECISIONS)}")
     if weights is not None and weights not in WEIGHT_BITS:
         raise UserError(f"--weights {weights!r}: choose one of {', '.join(WEIGHT_BITS)} (weight-only quantization)")
-    io = _io_of(spec, input_shapes)
+
+
+def predict(spec: str, profile: HardwareProfile, *, prompt: int, generate: int, batches: Sequence[int],
+            precision: str, kv_precision: str | None = None, weights: str | None = None,
+            input_shapes=None) -> LLMPrediction:
+    check_options(prompt, generate, kv_precision, weights)
+    kv_precision = kv_precision or precision
+    io = check_decoder(spec, input_shapes)
     notes: list[str] = []
     if io.kv_values_per_token is None:
         raise UserError(f"{spec}: the KV heads or head size of its cache inputs are symbolic: set them with --input")
@@ -179,11 +198,31 @@ def predict(spec: str, profile: HardwareProfile, *, prompt: int, generate: int, 
         return t, _kv_scaled(t, _quantize_weights(la, weights, precision), io, kv_bytes, precision)
 
     pre_t, pre = arrays(prompt, 0)
+    for t_ in (pre_t,):
+        u = t_.totals
+        if u.uncosted_layers or u.unsupported_ops:
+            notes.append(f"the prompt pass leaves {u.uncosted_layers} layer(s) uncounted"
+                         + (f" (unsupported: {', '.join(u.unsupported_ops)})" if u.unsupported_ops else "")
+                         + f", at least {u.macs_missing_at_least:,} MACs: the phases are lower bounds")
     last = prompt + generate - 2            # the cache length at the last decode step
     ctx = np.unique(np.linspace(prompt, last, min(DECODE_SAMPLES, generate - 1)).round().astype(int))
-    dec = [arrays(1, int(p))[1] for p in ctx]
+    dec_t = [arrays(1, int(p)) for p in ctx]
+    dec = [la for _, la in dec_t]
+    bad = max((t_.totals.uncosted_layers for t_, _ in dec_t), default=0)
+    if bad:
+        notes.append(f"a decode step leaves {bad} layer(s) uncounted: TPOT is a lower bound (see `estimate MODEL "
+                     "--seq-len 1 --past P`)")
+    # the weights a decode step reads once: every weight, but only the gathered rows of a lookup table
+    wread = np.minimum(dec[-1].weight_read_bytes, np.where(np.isfinite(dec[-1].gather_cap), dec[-1].gather_cap, np.inf))
+    weight_read_bytes = float(wread[dec[-1].costed].sum())
+    max_pos = _max_positions(spec)
+    if max_pos is not None and prompt + generate - 1 > max_pos:
+        notes.append(f"prompt + generate = {prompt + generate} tokens is beyond {spec}'s {max_pos} positions: "
+                     "the counts hold, the model would not")
     weight_bytes = float(pre.weight_bytes.sum())
-    act_peak = float(pre_t.totals.peak_activation_bytes)
+    # the prompt pass's peak live activations, without its present outputs (the cache, counted apart)
+    present = sum(pre_t.tensor_bytes.get(o, 0.0) for o in pre_t.outputs if o.startswith("present"))
+    act_peak = max(0.0, float(pre_t.totals.peak_activation_bytes) - present)
     steps = np.arange(prompt, last + 1)     # generate - 1 decode steps
     points = []
     for b in batches:
@@ -209,4 +248,23 @@ def predict(spec: str, profile: HardwareProfile, *, prompt: int, generate: int, 
                      f"(block scales of {WEIGHT_BLOCK}), MACs at {precision}")
     return LLMPrediction(io=io, prompt=prompt, generate=generate, precision=precision, kv_precision=kv_precision,
                          weights=weights, weight_bytes=weight_bytes, kv_cache_bytes_per_token=per_token,
-                         points=tuple(points), max_batch=max_batch, notes=tuple(notes))
+                         points=tuple(points), max_batch=max_batch, notes=tuple(notes),
+                         weight_read_floor_s=weight_read_bytes / profile.dram_bandwidth_bytes_per_s)
+
+
+def _max_positions(spec: str) -> int | None:
+    """A built-in decoder's context window (None for files: not in the graph)."""
+    if not api.is_decoder_builtin(spec):
+        return None
+    from .models import decoder as dec
+    return dec.CONFIGS[spec].max_positions
+
+
+def check_decoder(spec: str, input_shapes=None) -> DecoderIO:
+    """The model's decoder convention; UserError when it has none (before any phase is costed)."""
+    g = api.load(spec, input_shapes=input_shapes)
+    io = detect([(x, g.tensors[x].shape) for x in g.inputs if x in g.tensors])
+    if io is None:
+        raise UserError(f"{spec}: --prompt/--generate need a decoder with a KV cache (inputs input_ids and "
+                        "past_key_values.N.key/value); this model has none")
+    return io

@@ -262,16 +262,16 @@ def _decoder_shapes(src: str, inputs: list[onnx.ValueInfoProto], batch: int | No
     fixed_past = file_dim(io.past_inputs[0], 2)
     p = past if past is not None else (g_past[2] if g_past and len(g_past) > 2 else
                                        (fixed_past if fixed_past is not None else 0))
-    b = batch if batch is not None else (file_dim(io.ids, 0) or 1)
+    b = batch if batch is not None else (g_ids[0] if g_ids else (file_dim(io.ids, 0) or 1))
     shapes = decoder.input_shapes(io, pairs, batch=b, seq_len=s, past=p, given=input_shapes)
-    asked = (seq_len is not None or g_ids) and (past is not None or g_past)
+    unset = [o for o, v in (("--seq-len", seq_len is not None or g_ids), ("--past", past is not None or g_past)) if not v]
     notes.append(f"{io.describe()}: costed at sequence {s}, past {p}" + (
-        "" if asked else " (set them with --seq-len and --past)"))
+        f" (set {' and '.join(unset)})" if unset else ""))
     if (seq_len is not None and file_dim(io.ids, 1) not in (None, seq_len)) or (
             past is not None and fixed_past not in (None, past)):
         notes.append(f"the file fixes sequence {file_dim(io.ids, 1)} and past {fixed_past}: the counts are the "
                      "graph's at the asked lengths; a runtime may refuse them")
-    return {**shapes, **input_shapes}
+    return {**input_shapes, **shapes}
 
 
 def _apply_overrides(src: str, inputs: list[onnx.ValueInfoProto], batch: int | None,
@@ -505,8 +505,13 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     given = dict(input_shapes or {})
     input_shapes = _decoder_shapes(src, real_inputs, batch, given, seq_len, past, notes)
     quiet = [f"input '{n}' shape set to" for n in input_shapes if n not in given]   # said once, by the decoder note
+    n_before = len(notes)
     bindings = _apply_overrides(src, real_inputs, batch, input_shapes, resolution, notes)
-    notes[:] = [n for n in notes if not any(n.startswith(q) for q in quiet)]
+    dropped = [n for n in notes[n_before:] if any(n.startswith(q) for q in quiet)]
+    notes[n_before:] = [n for n in notes[n_before:] if n not in dropped]
+    if any("the file fixes" in n for n in dropped):
+        notes.append("the file fixes some dims of its decoder inputs (batch, sequence or cache length): the counts are "
+                     "the graph's at the asked size; a runtime may refuse it")
     _substitute_dims(g, bindings)
     # Declared shapes (value_info, outputs) may carry the exported batch or resolution: infer
     # without them, and use a declaration only for a tensor inference cannot tell (the output

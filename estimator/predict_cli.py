@@ -599,34 +599,51 @@ def run_llm(*, model: str, hw: str, batches: Optional[list[int]], input_shapes, 
     from . import llm
 
     bs = list(batches or [1])
+    llm.check_options(prompt, generate, kv_precision, weights)
+    llm.check_decoder(model, input_shapes)
     table, pred, base = api.estimate(model, hw, batches=bs, precision=precision, input_shapes=input_shapes,
                                      seq_len=prompt, past=0)
     lp = llm.predict(model, pred.hardware, prompt=prompt, generate=generate, batches=bs, precision=pred.precision,
                      kv_precision=kv_precision, weights=weights, input_shapes=input_shapes)
-    floor = lp.weight_bytes / pred.hardware.dram_bandwidth_bytes_per_s
+    floor = lp.weight_read_floor_s
+    warn = report.incomplete_warning(table.totals, "in the prompt pass")
+    if warn and fmt != "table":
+        sys.stderr.write(f"estimate: {warn}\n")
     if fmt in ("json", "csv", "markdown"):
         doc = prediction_document(table, pred, base, source=model)
-        doc["llm"] = {**lp.to_dict(), "weight_read_floor_s": floor}
+        doc["llm"] = lp.to_dict()
         if fmt == "json":
             emit(json.dumps(doc, indent=1))
             return
-        rows = [[str(p["batch"]), seconds_str(p["ttft_s"]), seconds_str(p["tpot_s"]), f"{p['tokens_per_s']:,.1f}",
-                 f"{p['tokens_per_s_total']:,.1f}", bytes_str(p["kv_cache_bytes"]), bytes_str(p["memory_bytes"]),
-                 p["prefill_bound"], p["decode_bound"]] for p in doc["llm"]["per_batch"]]
-        head = ["batch", "TTFT", "TPOT (mean)", "tokens/s per seq", "tokens/s total", "KV cache", "memory",
-                "prefill", "decode"]
-        if fmt == "csv":
+        per = doc["llm"]["per_batch"]
+        if fmt == "csv":   # raw numbers, as every CSV of the tool
             import csv
             import io
+            keys = ["batch", "ttft_s", "tpot_s", "tpot_first_s", "tpot_last_s", "tokens_per_s", "tokens_per_s_total",
+                    "kv_cache_bytes_per_token", "kv_cache_bytes", "memory_bytes", "fits_dram", "prefill_bound",
+                    "decode_bound"]
             buf = io.StringIO()
-            csv.writer(buf).writerows([head] + rows)
+            w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(per)
             emit(buf.getvalue())
-        else:
+            return
+        rows = [[str(p["batch"]), seconds_str(p["ttft_s"]), seconds_str(p["tpot_s"]), f"{p['tokens_per_s']:,.1f}",
+                 f"{p['tokens_per_s_total']:,.1f}", bytes_str(p["kv_cache_bytes"]), bytes_str(p["memory_bytes"]),
+                 p["prefill_bound"], p["decode_bound"]] for p in per]
+        head = ["batch", "TTFT", "TPOT (mean)", "tokens/s per seq", "tokens/s total", "KV cache", "memory",
+                "prefill", "decode"]
+        if True:
             from tabulate import tabulate
             emit(tabulate(rows, headers=head, tablefmt="github"))
         return
     hwp = pred.hardware
     console.print(f"[bold]{table.model}[/bold] on [bold]{hwp.name}[/bold]: {lp.io.describe()}", soft_wrap=True)
+    if warn:
+        console.print(f"[bold red]{warn}[/bold red]", soft_wrap=True)
+    for n in table.notes:   # what the loader had to decide (fixed dims, defaults), not its routine reports
+        if "decoder with a KV cache" not in n and not n.startswith("shape inference completed"):
+            console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)
     console.print(f"prompt {prompt} tokens, generate {generate}; activations {lp.precision}, KV cache {lp.kv_precision}, "
                   f"weights {lp.weights or lp.precision} ({bytes_str(lp.weight_bytes)}); KV cache "
                   f"{bytes_str(lp.kv_cache_bytes_per_token)} per token and sequence"
@@ -645,7 +662,8 @@ def run_llm(*, model: str, hw: str, batches: Optional[list[int]], input_shapes, 
                   bytes_str(p.memory_bytes), "-" if p.fits is None else ("yes" if p.fits else "[red]no[/red]"),
                   p.prefill.bound, p.decode_last.bound)
     console.print(t)
-    console.print(f"reading the weights once per step takes {seconds_str(floor)} at the datasheet DRAM bandwidth: a "
-                  "decode step cannot be faster while the weights do not fit on chip", soft_wrap=True)
+    console.print(f"reading the weights a decode step uses ({bytes_str(floor * hwp.dram_bandwidth_bytes_per_s)}: all but "
+                  f"the lookup tables' unread rows) takes {seconds_str(floor)} at the datasheet DRAM bandwidth: a step "
+                  "cannot be faster while they do not fit on chip", soft_wrap=True)
     for n in lp.notes:
         console.print(f"[yellow]note:[/yellow] {n}", soft_wrap=True)

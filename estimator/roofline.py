@@ -92,6 +92,8 @@ class LayerArrays:
     cons_pad: np.ndarray = field(default=None, repr=False)  # (T, k) consumer layers of each tensor, L = none
     fused: np.ndarray = field(default=None, repr=False)     # (L,) bool: epilogue fused into its producer
     fused_input: np.ndarray = field(default=None, repr=False)  # (T,) bool: tensor consumed only by a fused epilogue
+    fused_work: np.ndarray = field(default=None, repr=False)   # (L,) bool: a fused member that keeps its compute
+    #   (attention's Softmax and P V, a pointwise chain; kernels.Rule.members_compute): no overhead of its own
     weight_read_bytes: np.ndarray = field(default=None, repr=False)  # (L,) all weights read, shared ones included
     kernel_bytes: np.ndarray = field(default=None, repr=False)  # (L,) conv kernel of Winograd candidates
     gather_cap: np.ndarray = field(default=None, repr=False)  # (L,) per sample: a lookup in a weight table
@@ -175,9 +177,10 @@ class LayerArrays:
             for i, r in enumerate(rows):
                 out[i, :len(r)] = r
             return out
-        heads = np.array(kernels.group(layers, kernels.rules_for(None, None) if rules is None else rules),
-                         dtype=np.int64)
+        heads_l, work_l = kernels.grouping(layers, kernels.rules_for(None, None) if rules is None else rules)
+        heads = np.array(heads_l, dtype=np.int64)
         fused = heads != np.arange(L)
+        fused_work = np.array(work_l, dtype=bool) & fused   # members that keep their arithmetic
         # a tensor between members of one kernel (read by nothing else) stays on chip
         fused_in = np.zeros(T, dtype=bool)
         for t_, p_ in producer.items():
@@ -205,7 +208,7 @@ class LayerArrays:
             class_idx=np.array([cls_index.get(l.layer_class, cls_index["other"]) for l in layers], dtype=np.int64),
             tensor_bytes=tb, producer=prod, is_output=is_out, edge_tensor=et, edge_layer=el, ws_bytes=ws,
             in_pad=pad(ins_of, T), out_pad=pad(outs_of, T), cons_pad=pad(cons_of, L),
-            fused=fused, fused_input=fused_in,
+            fused=fused, fused_input=fused_in, fused_work=fused_work,
             weight_read_bytes=np.array([l.weight_read_bytes_at(prec) for l in layers], dtype=np.float64),
             kernel_bytes=np.array([l.kernel_bytes_at(prec) for l in layers], dtype=np.float64),
             gather_cap=np.array([l.output_bytes_at(prec) if l.op_type in GATHER_OPS and l.weight_bytes > 0 else np.inf
@@ -499,8 +502,10 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     b = np.asarray(batches, dtype=dt)[None, :, None]                    # (1, B, 1)
     C = hw.count
     costed = la.costed & ~la.is_view
-    # fused epilogues (BN, activations after a conv/gemm) cost no compute and no overhead
+    # fused epilogues (BN, activations after a conv/gemm) cost no compute and no overhead; members
+    # of an attention or pointwise kernel keep their compute, not an overhead of their own
     active = costed & ~la.fused if la.fused is not None else costed
+    computing = active | (costed & la.fused_work) if la.fused_work is not None else active
     # Winograd per configuration; columns that are equal across configurations stay (1, L)
     tile = hw.wino_tile
     uni = _uniform_rows
@@ -540,7 +545,7 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     if np.isfinite(onchip).any():                                        # (C|1, 1)
         contraction = (la.macs > 0)[None, None, :]
         compute = compute + np.where(contraction, b * la.ws_bytes[None, None, :] / onchip[:, None, :], 0.0)
-    compute = np.where(active[None, None, :], compute, 0.0)
+    compute = np.where(computing[None, None, :], compute, 0.0)
 
     # residency of activations
     fits = (b * la.ws_bytes[None, None, :]) <= act_cap[:, None, None]    # (C, B, L)

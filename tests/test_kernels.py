@@ -269,3 +269,47 @@ def test_layout_reorders_match_onnxruntimes_optimized_graph():
         found = kernels.layout_conversions(table.layers, table.tensor_bytes, table.outputs, block=16)
         n_ours = len(found)
         assert n_ours == n_ort, (name, ops, found)
+
+
+def _attention_graph():
+    """Q K^T / 8 + mask -> Softmax -> P V, then an output projection."""
+    return _table([helper.make_node("MatMul", ["q", "kt"], ["s"], name="qk"),
+                   helper.make_node("Div", ["s", "d"], ["sd"], name="scale"),
+                   helper.make_node("Add", ["sd", "m"], ["sm"], name="mask"),
+                   helper.make_node("Softmax", ["sm"], ["p"], name="softmax", axis=-1),
+                   helper.make_node("MatMul", ["p", "v"], ["o"], name="pv"),
+                   helper.make_node("MatMul", ["o", "wo"], ["y"], name="proj")],
+                  [("q", [1, 2, 4, 8]), ("kt", [1, 2, 8, 4]), ("m", [1, 1, 4, 4]), ("v", [1, 2, 4, 8])],
+                  [numpy_helper.from_array(np.array(8.0, np.float32), "d"), _w("wo", [8, 8])], "y")
+
+
+def test_attention_is_one_kernel_whose_members_keep_their_work():
+    t = _attention_graph()
+    k = _kernels(t, ["matmul_add", "attention"])
+    assert k == {"qk": "qk", "scale": "qk", "mask": "qk", "softmax": "qk", "pv": "qk", "proj": "proj"}
+    la = roofline.LayerArrays.from_table(t, rules=kernels.rules_for(["matmul_add", "attention"], None))
+    names = list(la.names)
+    pv, sm = names.index("pv"), names.index("softmax")
+    assert la.fused[pv] and la.fused_work[pv] and la.fused_work[sm]
+    p = profile_from_dict({"schema_version": 1, "name": "x", "source": "s", "clock_hz": 1e9,
+                           "mac_units": {"fp32": 10}, "vector_ops_per_cycle": {"fp32": 10}, "sram_bytes": 1 << 30,
+                           "dram_bandwidth_bytes_per_s": 1e18, "layer_overhead_s": 1e-6,
+                           "fusion": ["matmul_add", "attention"]}, "x.yaml")
+    raw = roofline.evaluate(la, roofline.HwArrays.from_profiles([p], "fp32"), [1])
+    assert raw.compute_s[0, 0, pv] == pytest.approx(la.macs[pv] / 1e10)     # P V's MACs are not free
+    assert raw.time_s[0, 0, pv] == pytest.approx(raw.compute_s[0, 0, pv])    # but no overhead of its own
+
+
+def test_attention_needs_its_softmax():
+    """MatMul -> MatMul (two projections) is not attention: the P V step needs the Softmax right before."""
+    t = _table([helper.make_node("MatMul", ["x", "w1"], ["h"], name="a"),
+                helper.make_node("MatMul", ["h", "w2"], ["y"], name="b")],
+               [("x", [1, 4, 8])], [_w("w1", [8, 8]), _w("w2", [8, 8])], "y")
+    assert _kernels(t, ["attention"]) == {"a": "a", "b": "b"}
+
+
+def test_written_out_rules_round_trip_exact_and_members_compute():
+    r = kernels.RULES["attention"]
+    data = kernels.rule_to_data(kernels.Rule("mine", r.head, r.then, True))
+    back = kernels.parse_rule("p.yaml: fusion[0]", data)
+    assert back.members_compute and back.then[-1].exact and back.then == r.then

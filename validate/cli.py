@@ -60,10 +60,11 @@ def validate_command(
             raise UserError("--prompt and --generate go together (prompt tokens, tokens to generate)")
         from . import generate as gen
         th = _int_list(threads, "--threads") if threads else [None]
-        if len(th) > 1 or precision.strip().lower() != "fp32" or scenario or instances != "1":
-            raise UserError("a generation loop runs one thread count, fp32, one instance, no --scenario")
+        if len(th) > 1 or precision.strip().lower() != "fp32" or scenario or instances != "1" or duration is not None:
+            raise UserError("a generation loop runs one thread count, fp32, one instance, no --scenario or --duration "
+                            "(--iterations sets the timed generations)")
         jp, cp, doc = gen.run_generation(model, out, prompt=prompt, generate=generate, batches=_int_list(batch, "--batch"),
-                                         threads=th[0], runs=iterations or 5, warmup=max(0, warmup), hw=hw,
+                                         threads=th[0], runs=5 if iterations is None else iterations, warmup=max(0, warmup), hw=hw,
                                          provider=provider, quiet=quiet)
         if not quiet:
             for c in doc["configurations"]:

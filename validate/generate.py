@@ -51,7 +51,8 @@ def _decoder_io(sess, what: str):
     return io
 
 
-def _generation(sess, io, batch: int, prompt: int, generate: int, rng: np.random.Generator, vocab: int):
+def _generation(sess, io, batch: int, prompt: int, generate: int, rng: np.random.Generator, vocab: int,
+                what: str = "model"):
     """(ttft_s, [tpot_s of each decode step]) of one greedy generation."""
     types = {i.name: _NP.get(i.type, np.float32) for i in sess.get_inputs()}
     out_names = [o.name for o in sess.get_outputs()]
@@ -66,12 +67,12 @@ def _generation(sess, io, batch: int, prompt: int, generate: int, rng: np.random
     for n in io.past_inputs:
         feeds[n] = np.zeros((batch, io.kv_heads, 0, io.head_dim), dtype=types[n])
     t0 = time.perf_counter()
-    outs = sess.run(None, feeds)
+    outs = _run(sess, feeds, what, "the prompt pass")
     nxt = outs[out_names.index(logits_name)][:, -1, :].argmax(axis=-1)
     ttft = time.perf_counter() - t0
-    # present.N.key|value -> past_key_values.N.key|value (same layer and kind, by name)
+    # present.N.key|value -> past_key_values.N.key|value (same layer and kind)
     by_name = dict(zip(out_names, outs))
-    pairs = [(p, next(n for n in io.past_inputs if n.split(".")[-2:] == p.split(".")[-2:])) for p in present]
+    pairs = _pairs(io, present)
     steps = []
     length = prompt
     for _ in range(generate - 1):
@@ -83,12 +84,40 @@ def _generation(sess, io, batch: int, prompt: int, generate: int, rng: np.random
         for p, n in pairs:
             feeds[n] = by_name[p]
         t0 = time.perf_counter()
-        outs = sess.run(None, feeds)
+        outs = _run(sess, feeds, what, f"decode step {len(steps) + 1} (cache {length})")
         nxt = outs[out_names.index(logits_name)][:, -1, :].argmax(axis=-1)
         steps.append(time.perf_counter() - t0)
         by_name = dict(zip(out_names, outs))
         length += 1
     return ttft, steps
+
+
+def _pairs(io, present: list[str]) -> list[tuple[str, str]]:
+    from estimator.decoder import cache_slot
+
+    slots = {cache_slot(n): n for n in io.past_inputs}
+    pairs = [(p, slots.get(cache_slot(p))) for p in present]
+    missing = [p for p, n in pairs if n is None] + [n for n in io.past_inputs if n not in {q for _, q in pairs}]
+    if missing or not pairs:
+        raise UserError(f"cannot pair the present outputs with the past inputs (no partner for {', '.join(missing[:3]) or 'any'}): "
+                        "a generation loop feeds present.N.key|value back as past_key_values.N.key|value")
+    return pairs
+
+
+def _run(sess, feeds, what: str, step: str):
+    try:
+        return sess.run(None, feeds)
+    except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types
+        from .runner import short_ort_error
+        raise UserError(f"{what}: onnxruntime failed at {step}: {short_ort_error(e)}") from None
+
+
+def _max_positions(model: str) -> int | None:
+    from estimator import api
+    if not api.is_decoder_builtin(model):
+        return None
+    from estimator.models import decoder as dec
+    return dec.CONFIGS[model].max_positions
 
 
 def _check_size(model: str) -> None:
@@ -130,6 +159,16 @@ def run_generation(model: str, out_dir: Path, *, prompt: int, generate: int, bat
     th = threads or hostmod.cpu_info()["usable_cores"] or 1
     sess = open_session(work, session_options(th, "all", denormal_zero=generated), provider, resolved.name)
     io = _decoder_io(sess, resolved.name)
+    fixed = [i.name for i in sess.get_inputs() if i.name in io.past_inputs and isinstance(i.shape[2], int)]
+    if fixed:
+        length = next(i.shape[2] for i in sess.get_inputs() if i.name == fixed[0])
+        raise UserError(f"{resolved.name}: the file fixes the cache length of {fixed[0]} at {length}: "
+                        "a generation loop needs a growing cache (export with dynamic past and sequence dims); "
+                        "`estimate FILE --past N` costs it at any length")
+    max_pos = _max_positions(model)
+    if max_pos is not None and prompt + generate - 1 > max_pos:
+        raise UserError(f"--prompt {prompt} --generate {generate}: {prompt + generate - 1} positions, beyond "
+                        f"{model}'s {max_pos}")
     vocab = next((int(o.shape[-1]) for o in sess.get_outputs() if "logits" in o.name and isinstance(o.shape[-1], int)),
                  1000)
     started = results.utc_now()
@@ -142,11 +181,11 @@ def run_generation(model: str, out_dir: Path, *, prompt: int, generate: int, bat
                              f"{prompt} + {generate} tokens\n")
         busy0 = hostmod.cpu_times()
         for _ in range(warmup):
-            _generation(sess, io, b, prompt, generate, rng, vocab)
+            _generation(sess, io, b, prompt, generate, rng, vocab, resolved.name)
         ttfts, tpots, means = [], [], []
         t_start = time.perf_counter()
         for _ in range(runs):
-            t, steps = _generation(sess, io, b, prompt, generate, rng, vocab)
+            t, steps = _generation(sess, io, b, prompt, generate, rng, vocab, resolved.name)
             ttfts.append(t)
             tpots += steps
             means.append(float(np.mean(steps)))
