@@ -1,12 +1,14 @@
 """Reference models built from code: ResNet-50 v1.5 and v1, YOLOv3(-tiny), MobileNetV2, BERT-base,
-and decoder language models with a KV cache: GPT-2, Llama 3.2 1B, Llama 3 8B (models/decoder.py).
+and decoder language models with a KV cache: GPT-2, Llama 3.2 1B, Llama 3 8B (models/decoder.py), the
+two Llamas also in onnxruntime-genai's int4 form (llama-3.2-1b-genai, llama-3-8b-genai).
 
     from estimator.models import BUILTINS, build, save
     model = build("yolov3", resolution=(1088, 1920), weights=False)   # graph-only, ~10 ms
 
 Every model is built with onnx.helper and numpy only (no download, no torch), at opset 17 and
 IR version 8, with a symbolic batch dimension "N" leading every graph input. Weights are random
-(float32, numpy default_rng with a fixed seed per model: deterministic) or absent:
+(float32, numpy default_rng with a fixed seed per model: deterministic) or absent; the two genai
+decoders store packed uint8 4-bit weights and float16 tensors, and import com.microsoft opset 1 too:
 
 - ``weights=True``: initializers hold random data, small enough that outputs stay finite.
 - ``weights=False`` (graph-only): initializers hold dims and data_type only; their data is
@@ -81,6 +83,11 @@ class BuiltinModel:
 
 _TV = "torchvision model docs (pytorch.org/vision/stable/models), ImageNet weights"
 _DARKNET = "pjreddie.com/darknet/yolo (Redmon & Farhadi 2018, arXiv:1804.02767)"
+_GENAI = ("github.com/microsoft/onnxruntime-genai src/python/py/models/builder.py, "
+          "e.g. -p int4 -e cuda: int4 block 32 symmetric MatMulNBits, GroupQueryAttention with "
+          "do_rotary, SkipSimplifiedLayerNormalization")
+_CONTRIB = ("onnxruntime docs/ContribOperators.md (com.microsoft MatMulNBits, GroupQueryAttention, "
+            "SkipSimplifiedLayerNormalization; SimplifiedLayerNormalization is registered in the default domain)")
 
 BUILTINS: Mapping[str, BuiltinModel] = MappingProxyType({m.name: m for m in (
     BuiltinModel(
@@ -211,6 +218,41 @@ BUILTINS: Mapping[str, BuiltinModel] = MappingProxyType({m.name: m for m in (
                         "218,103,808 (q, k, v, o, gate, up, down) + 4096 x 128256 (lm_head) + "
                         "32 x 32 x 128 x 2 x 1 (attention)")),
     ),
+    # The same two Llama configurations in onnxruntime-genai's int4 form (models/decoder.py,
+    # form "genai"): MatMulNBits projections (4 bits, block 32, float16 scales),
+    # GroupQueryAttention with fused rotary, (Skip)SimplifiedLayerNormalization; float16
+    # embedding and lm_head. Same MACs as the plain form; the analyzer's params count stored
+    # elements, and a packed uint8 holds two 4-bit weights.
+    BuiltinModel(
+        name="llama-3.2-1b-genai",
+        description="Llama 3.2 1B in onnxruntime-genai's int4 form (MatMulNBits, GroupQueryAttention, fp16)",
+        default_resolution=None, default_seq_len=1,
+        citation=("Configuration as llama-3.2-1b (Hugging Face meta-llama/Llama-3.2-1B config.json); graph as "
+                  "onnxruntime-genai's model builder writes it (" + _GENAI + "); ops as " + _CONTRIB + ". "
+                  "1,235,814,400 logical params, stored as 973,078,528 linear weights in 486,539,264 packed "
+                  "uint8 + 30,408,704 fp16 scales, 67,584 fp16 norm weights and a 262,668,288 fp16 tied "
+                  "embedding: 779,683,840 elements, 1,072,828,416 bytes"),
+        figures=(Figure("params", 1_235_814_400, "seq 1", "Hugging Face meta-llama/Llama-3.2-1B "
+                        "(LlamaForCausalLM, tied embeddings)",
+                        "logical weights; the graph stores 779,683,840 elements (4-bit pairs packed in uint8)"),
+                 Figure("macs", 1_235_812_352, "seq 1, past 0", "count from config.json, as llama-3.2-1b",
+                        "a MatMulNBits is rows x N x K MACs, as the MatMul it replaces")),
+    ),
+    BuiltinModel(
+        name="llama-3-8b-genai",
+        description="Llama 3 8B in onnxruntime-genai's int4 form (MatMulNBits, GroupQueryAttention, fp16)",
+        default_resolution=None, default_seq_len=1,
+        citation=("Configuration as llama-3-8b (Hugging Face meta-llama/Meta-Llama-3-8B config.json); graph as "
+                  "onnxruntime-genai's model builder writes it (" + _GENAI + "); ops as " + _CONTRIB + ". "
+                  "8,030,261,248 logical params, stored as 6,979,321,856 linear weights in 3,489,660,928 packed "
+                  "uint8 + 218,103,808 fp16 scales, 266,240 fp16 norm weights and 1,050,673,152 fp16 "
+                  "embedding + lm_head values: 4,758,704,128 elements, 6,027,747,328 bytes"),
+        figures=(Figure("params", 8_030_261_248, "seq 1", "Hugging Face meta-llama/Meta-Llama-3-8B "
+                        "(LlamaForCausalLM)",
+                        "logical weights; the graph stores 4,758,704,128 elements (4-bit pairs packed in uint8)"),
+                 Figure("macs", 7_504_920_576, "seq 1, past 0", "count from config.json, as llama-3-8b",
+                        "a MatMulNBits is rows x N x K MACs, as the MatMul it replaces")),
+    ),
 )})
 
 _MODULES = {
@@ -223,6 +265,8 @@ _MODULES = {
     "gpt2": ("decoder", {"config": "gpt2"}),
     "llama-3.2-1b": ("decoder", {"config": "llama-3.2-1b"}),
     "llama-3-8b": ("decoder", {"config": "llama-3-8b"}),
+    "llama-3.2-1b-genai": ("decoder", {"config": "llama-3.2-1b-genai"}),
+    "llama-3-8b-genai": ("decoder", {"config": "llama-3-8b-genai"}),
 }
 
 MAX_SEQ_LEN = 512

@@ -40,7 +40,7 @@ def test_clirunner_models_and_profiles():
     assert r.exit_code == 0
     names = [m["name"] for m in json.loads(r.output)]
     assert names == ["resnet50", "resnet50-v1", "yolov3", "yolov3-tiny", "mobilenetv2", "bert-base",
-                     "gpt2", "llama-3.2-1b", "llama-3-8b"]
+                     "gpt2", "llama-3.2-1b", "llama-3-8b", "llama-3.2-1b-genai", "llama-3-8b-genai"]
     r = runner.invoke(app, ["profiles", "--format", "json"])
     assert r.exit_code == 0
     profs = {p["name"]: p for p in json.loads(r.output)}
