@@ -115,12 +115,18 @@ class LLMPrediction:
                 "notes": list(self.notes)}
 
 
+_QUANTIZED_OPS = frozenset({"MatMulNBits", "MatMulBnb4", "MatMulInteger", "QLinearMatMul", "QLinearConv", "ConvInteger",
+                            "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm", "QAttention"})
+
+
 def _quantize_weights(la: LayerArrays, weights: str | None, precision: str) -> LayerArrays:
     """Weight-only quantization of the contractions' weights (see the module docstring)."""
     if weights is None:
         return la
     per = WEIGHT_BITS[weights] / 8 + 2.0 / WEIGHT_BLOCK      # bytes per weight, with its block scale
-    scale = np.where(la.macs > 0, per / PRECISION_BYTES[precision], 1.0)
+    # contractions on float weights only: a MatMulNBits (or any quantized op) already stores its own
+    quantized = np.array([op in _QUANTIZED_OPS for op in la.op_types])
+    scale = np.where((la.macs > 0) & ~quantized, per / PRECISION_BYTES[precision], 1.0)
     return dataclasses.replace(la, weight_bytes=la.weight_bytes * scale, weight_read_bytes=la.weight_read_bytes * scale,
                                kernel_bytes=la.kernel_bytes * scale if la.kernel_bytes is not None else None)
 
@@ -258,6 +264,17 @@ def _max_positions(spec: str) -> int | None:
         return None
     from .models import decoder as dec
     return dec.CONFIGS[spec].max_positions
+
+
+def stored_precision(spec: str, input_shapes=None) -> str | None:
+    """The float precision a decoder stores its cache in (fp16 for onnxruntime-genai's fp16 models):
+    the default for its phases when --precision is not given."""
+    g = api.load(spec, input_shapes=input_shapes)
+    io = detect([(x, g.tensors[x].shape) for x in g.inputs if x in g.tensors])
+    if io is None:
+        return None
+    dt = g.tensors[io.past_inputs[0]].dtype
+    return {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float": "fp32"}.get(str(dt))
 
 
 def check_decoder(spec: str, input_shapes=None) -> DecoderIO:

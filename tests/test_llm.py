@@ -208,3 +208,20 @@ def test_kv_precision_shrinks_the_copies_of_the_cache_too():
     f16 = llm.predict("llama-3-8b", h100, prompt=512, generate=8, batches=[32], precision="fp16")
     i8 = llm.predict("llama-3-8b", h100, prompt=512, generate=8, batches=[32], precision="fp16", kv_precision="int8")
     assert i8.points[0].tpot_mean_s < 0.97 * f16.points[0].tpot_mean_s
+
+
+def test_the_genai_form_is_costed_as_stored():
+    """llama-3-8b-genai: fp16 activations and cache by default (what the file stores), MatMulNBits
+    weights not quantized a second time by --weights, dequantization not charged per sample."""
+    h100 = hardware.load_profile("h100-sxm")
+    code, so, se = run_cli("llama-3-8b-genai", "--hw", "h100-sxm", "--prompt", "128", "--generate", "8",
+                           "--batch", "1,32", "--format", "json")
+    assert code == 0, se
+    m = json.loads(so)["llm"]
+    assert m["precision"] == "fp16" and m["kv_cache_bytes_per_token"] == 131_072
+    b1, b32 = m["per_batch"]
+    assert b32["tpot_s"] < 2 * b1["tpot_s"]          # the int4 weights are read once per step for all 32
+    plain = llm.predict("llama-3-8b", h100, prompt=128, generate=8, batches=[1], precision="fp16", weights="int4")
+    genai = llm.predict("llama-3-8b-genai", h100, prompt=128, generate=8, batches=[1], precision="fp16", weights="int4")
+    # --weights int4 on the genai file only touches its float lm_head: the same weights as the plain form's
+    assert genai.weight_bytes == pytest.approx(plain.weight_bytes, rel=0.01)

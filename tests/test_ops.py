@@ -559,10 +559,14 @@ def test_ms_quantized_and_nbits():
     # QLinearAdd (2,3,4) + (4,), scalar scales: 24 outputs * 8 = 192 (output shape unknown)
     ins = [(2, 3, 4), (), (), (4,), (), (), (), ()]
     assert cost("QLinearAdd", ins, [UNKNOWN], {}, MS).non_mac_ops == 192
-    # MatMulNBits A (2,8,64), K=64, N=32: MACs = 16*32*64 = 32768; weight dequant 32*64*2 = 4096
+    # MatMulNBits A (2,8,64), K=64, N=32: MACs = 16*32*64 = 32768; the dequantization is in the
+    # MAC loop (no separate ops); a bias (input 5) adds one op per output: 16*32 = 512
     c = cost("MatMulNBits", [(2, 8, 64), (32, 2, 16), (64,)], [(2, 8, 32)],
              {"K": 64, "N": 32, "bits": 4, "block_size": 32}, MS)
-    assert (c.macs, c.non_mac_ops) == (32768, 4096)
+    assert (c.macs, c.non_mac_ops) == (32768, 0)
+    c = cost("MatMulNBits", [(2, 8, 64), (32, 2, 16), (64,), (), (), (32,)], [(2, 8, 32)],
+             {"K": 64, "N": 32, "bits": 4, "block_size": 32}, MS)
+    assert c.non_mac_ops == 512
     # QLinearConcat of (1,4,8) and (1,6,8): (32 + 48) * 3 requantize = 240
     ins = [(), (), (1, 4, 8), (), (), (1, 6, 8), (), ()]
     assert cost("QLinearConcat", ins, [UNKNOWN], {"axis": 1}, MS).non_mac_ops == 240

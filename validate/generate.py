@@ -127,8 +127,11 @@ def _check_size(model: str) -> None:
         return
     cfg = dec.CONFIGS.get(model)
     mem = hostmod.memory_total_bytes()
-    if cfg is not None and mem and cfg.params * 4 > MAX_MEMORY_SHARE * mem:
-        raise UserError(f"{model}: its fp32 weights ({cfg.params * 4 / 2**30:.1f} GiB, generated) would take more than "
+    if cfg is None or not mem:
+        return
+    size = dec.stored_counts(cfg)[1] if getattr(cfg, "form", "plain") == "genai" else cfg.params * 4
+    if size > MAX_MEMORY_SHARE * mem:
+        raise UserError(f"{model}: its weights ({size / 2**30:.1f} GiB, generated) would take more than "
                         f"half of this host's {mem / 2**30:.1f} GiB of memory: measure a smaller decoder (gpt2, "
                         "llama-3.2-1b) or a file")
 

@@ -114,13 +114,16 @@ def qgemm(ctx: OpContext) -> OpCost:
 
 @register("MatMulNBits", domain=MS)
 def matmul_nbits(ctx: OpContext) -> OpCost:
-    """macs = prod(A.shape[:-1]) * N * K (attributes K, N); non_mac_ops = N * K * 2 (dequantize
-    every weight once per call: - zero point, * scale) + out_elems * [bias, input 5]."""
+    """macs = prod(A.shape[:-1]) * N * K (attributes K, N); non_mac_ops = out_elems * [bias,
+    input 5]. The weights' dequantization (- zero point, * scale) happens inside the MAC loop
+    (onnxruntime's MLAS and CUDA kernels unpack each block on the fly, as TensorRT-LLM's do): it
+    is part of the MACs' cost, not a separate pass. It is also once per call, not per sample,
+    which a per-sample count could not say (it was charged x batch before 2026-12-01)."""
     a = need(ctx.in_shape(0), "MatMulNBits: A shape")
     k = int(ctx.attr("K", a[-1]))
     n = int(need(ctx.attr("N"), "MatMulNBits: attribute N"))
     rows = prod(a[:-1])
-    ops = n * k * 2 + (rows * n if ctx.has_input(5) else 0)
+    ops = rows * n if ctx.has_input(5) else 0
     return OpCost(macs=rows * n * k, non_mac_ops=ops, kind="contraction", layer_class="gemm")
 
 
