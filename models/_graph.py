@@ -92,15 +92,17 @@ class GraphBuilder:
                 raise ValueError(f"unknown init kind {kind!r}")
             t.raw_data = arr.astype("<f4", copy=False).tobytes()
         else:
-            length = 4 * count
-            t.data_location = TensorProto.EXTERNAL
-            for key, val in (("location", self.location), ("offset", str(self._offset)),
-                             ("length", str(length))):
-                entry = t.external_data.add()
-                entry.key = key
-                entry.value = val
-            self._offset += length
+            self._external(t, 4 * count)
         return name
+
+    def _external(self, t: TensorProto, length: int) -> None:
+        """Graph-only: the initializer's data is an (absent) external file of `length` bytes."""
+        t.data_location = TensorProto.EXTERNAL
+        for key, val in (("location", self.location), ("offset", str(self._offset)), ("length", str(length))):
+            entry = t.external_data.add()
+            entry.key = key
+            entry.value = val
+        self._offset += length
 
     def conv_weight(self, name: str, cout: int, cin_per_group: int, kh: int, kw: int,
                     gain: float = math.sqrt(2.0)) -> str:

@@ -561,15 +561,7 @@ def _build_plain(cfg: DecoderConfig, *, weights: bool, seed: int) -> onnx.ModelP
 
     # ---- final norm and lm_head
     x = norm(x, "model.norm")
-    if cfg.tied_embeddings:
-        flat = g.node("Reshape", [x, g.const_i64("lm_head.flatten_shape", [-1, H])], "lm_head.flatten")
-        y = g.node("Gemm", [flat, emb], "lm_head", transB=1)
-        shape = g.node("Concat", [g.node("Shape", [ids], "lm_head.batch_seq"),
-                                  g.const_i64("lm_head.vocab", [cfg.vocab])], "lm_head.logits_shape", axis=0)
-        g.node("Reshape", [y, shape], "lm_head.unflatten", outputs=["logits"])
-    else:
-        w = g.weight("lm_head.weight", (H, cfg.vocab), std=INIT_STD)
-        g.node("MatMul", [x, w], "lm_head", outputs=["logits"])
+    _lm_head(g, cfg, x, ids, emb, lambda: g.weight("lm_head.weight", (H, cfg.vocab), std=INIT_STD))
 
     g.output("logits", TensorProto.FLOAT, [BATCH, SEQ, cfg.vocab])
     for i in range(cfg.layers):
@@ -579,6 +571,19 @@ def _build_plain(cfg: DecoderConfig, *, weights: bool, seed: int) -> onnx.ModelP
            f"{nh} query / {nkv} KV heads of {hd}, FFN {cfg.ffn}, vocabulary {cfg.vocab}")
     return g.model(doc, {"estimate.builtin": cfg.name, "estimate.seq_len": "symbolic",
                          "estimate.weights": "random" if weights else "none (graph-only)"})
+
+
+def _lm_head(g, cfg: DecoderConfig, x: str, ids: str, emb: str, untied_weight) -> None:
+    """logits: tied, a Gemm on the embedding table itself (transB; no Transpose, so the table is one
+    weight) between Reshapes; untied, a MatMul on its own [hidden, vocab] weight."""
+    if cfg.tied_embeddings:
+        flat = g.node("Reshape", [x, g.const_i64("lm_head.flatten_shape", [-1, cfg.hidden])], "lm_head.flatten")
+        y = g.node("Gemm", [flat, emb], "lm_head", transB=1)
+        shape = g.node("Concat", [g.node("Shape", [ids], "lm_head.batch_seq"),
+                                  g.const_i64("lm_head.vocab", [cfg.vocab])], "lm_head.logits_shape", axis=0)
+        g.node("Reshape", [y, shape], "lm_head.unflatten", outputs=["logits"])
+    else:
+        g.node("MatMul", [x, untied_weight()], "lm_head", outputs=["logits"])
 
 
 # ------------------------------------------------------------------------------ genai form
@@ -602,14 +607,7 @@ class _GenaiGraphBuilder(GraphBuilder):
         if self.weights:
             t.raw_data = np.asarray(make()).astype(np_type, copy=False).reshape(shape).tobytes()
         else:
-            length = np_type.itemsize * math.prod(shape)
-            t.data_location = TensorProto.EXTERNAL
-            for key, val in (("location", self.location), ("offset", str(self._offset)),
-                             ("length", str(length))):
-                entry = t.external_data.add()
-                entry.key = key
-                entry.value = val
-            self._offset += length
+            self._external(t, np_type.itemsize * math.prod(shape))
         return name
 
     def node(self, op_type, inputs, name, outputs=None, **attrs) -> str:
@@ -737,15 +735,7 @@ def _build_genai(cfg: DecoderConfig, *, weights: bool, seed: int, elem: int, zer
 
     # ---- final norm (residual + last MLP) and lm_head (float, not quantized)
     x, _ = skip_norm(residual, y, "model.norm", last=True)
-    if cfg.tied_embeddings:
-        flat = g.node("Reshape", [x, g.const_i64("lm_head.flatten_shape", [-1, H])], "lm_head.flatten")
-        y = g.node("Gemm", [flat, emb], "lm_head", transB=1)
-        shape = g.node("Concat", [g.node("Shape", [ids], "lm_head.batch_seq"),
-                                  g.const_i64("lm_head.vocab", [cfg.vocab])], "lm_head.logits_shape", axis=0)
-        g.node("Reshape", [y, shape], "lm_head.unflatten", outputs=["logits"])
-    else:
-        w = g.tensor("lm_head.weight", (H, cfg.vocab), elem, normal(H, cfg.vocab))
-        g.node("MatMul", [x, w], "lm_head", outputs=["logits"])
+    _lm_head(g, cfg, x, ids, emb, lambda: g.tensor("lm_head.weight", (H, cfg.vocab), elem, normal(H, cfg.vocab)))
 
     g.output("logits", elem, [BATCH, SEQ, cfg.vocab])
     for i in range(cfg.layers):
