@@ -98,7 +98,7 @@ class LLMPrediction:
     kv_precision: str
     weights: str | None
     weight_bytes: float
-    kv_cache_bytes_per_token: float          # one sequence
+    kv_cache_bytes_per_token: int            # one sequence
     points: tuple[LLMPoint, ...]
     max_batch: int | None
     notes: tuple[str, ...]
@@ -194,7 +194,7 @@ def predict(spec: str, profile: HardwareProfile, *, prompt: int, generate: int, 
     if io.kv_values_per_token is None:
         raise UserError(f"{spec}: the KV heads or head size of its cache inputs are symbolic: set them with --input")
     kv_bytes = KV_PRECISIONS[kv_precision]
-    per_token = float(io.kv_values_per_token * kv_bytes)
+    per_token = int(io.kv_values_per_token * kv_bytes)
     hw = HwArrays.from_profiles([profile], precision)
     rules, layout = profile.fusion_rules(), profile.layout_spec()
 
