@@ -87,9 +87,9 @@ def sample_specs(quick: bool = False) -> list[dict]:
                 "residual": True}
     specs.extend(_draw(rng, n(8), residual, conv_ok))
     conv("conv3x3", 3, one, 16)
-    conv("conv3x3", 3, one, 3, stride=(2,), cin=3)           # the stem: 3 input channels
+    conv("conv_stem", 3, one, 3, stride=(2,), cin=3)         # the stem: 3 input channels
     conv("conv_other", 5, one, 4)
-    conv("conv_other", 7, one, 2, stride=(2,), cin=3)
+    conv("conv_stem", 7, one, 2, stride=(2,), cin=3)
     # grouped (RegNet, ResNeXt): group width 8..64
     def grouped(r):   # RegNet's and ResNeXt's: width = groups x group width, in = out
         gw, g = int(r.choice((8, 16, 24, 32, 64))), int(r.choice((2, 3, 4, 6, 8, 12, 16, 24)))

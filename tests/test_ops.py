@@ -86,7 +86,10 @@ def test_conv2d_plain_3x3():
     c = cost("Conv", [(1, 3, 32, 32), (16, 3, 3, 3), (16,)], [(1, 16, 32, 32)],
              {"pads": [1, 1, 1, 1]})
     assert (c.macs, c.non_mac_ops) == (442368, 16384)
-    assert c.layer_class == "conv3x3" and c.winograd_candidate and c.kind == "contraction"
+    # 3 input channels: an image model's first conv (conv_stem); 3x3 stride 1 stays a Winograd candidate
+    assert c.layer_class == "conv_stem" and c.winograd_candidate and c.kind == "contraction"
+    c8 = cost("Conv", [(1, 8, 32, 32), (16, 8, 3, 3), (16,)], [(1, 16, 32, 32)], {"pads": [1, 1, 1, 1]})
+    assert c8.layer_class == "conv3x3"     # 5+ input channels: not a stem
 
 
 def test_conv2d_strided_padded_matches_onnx_shape():
@@ -97,7 +100,7 @@ def test_conv2d_strided_padded_matches_onnx_shape():
     assert ys == (1, 64, 112, 112)
     c = cost("Conv", [(1, 3, 224, 224), (64, 3, 7, 7)], [ys], attrs)
     assert (c.macs, c.non_mac_ops) == (118013952, 0)
-    assert c.layer_class == "conv_other" and not c.winograd_candidate
+    assert c.layer_class == "conv_stem" and not c.winograd_candidate   # ResNet's 7x7 stem on RGB
     # same count when the output shape is unknown (computed from the ONNX rules)
     assert cost("Conv", [(1, 3, 224, 224), (64, 3, 7, 7)], [UNKNOWN], attrs).macs == 118013952
 
@@ -444,7 +447,7 @@ def test_qlinear_conv():
     ins = [(1, 3, 32, 32), (), (), (16, 3, 3, 3), (), (), (), (), (16,)]
     c = cost("QLinearConv", ins, [(1, 16, 32, 32)], {"pads": [1, 1, 1, 1]})
     assert (c.macs, c.non_mac_ops) == (442368, 65536)
-    assert c.layer_class == "conv3x3" and c.winograd_candidate
+    assert c.layer_class == "conv_stem" and c.winograd_candidate
     c = cost("ConvInteger", [(1, 3, 32, 32), (16, 3, 3, 3)], [(1, 16, 32, 32)],
              {"pads": [1, 1, 1, 1]})
     assert (c.macs, c.non_mac_ops) == (442368, 0) and c.winograd_candidate
@@ -515,7 +518,7 @@ def test_fused_conv_and_nhwc_conv():
     ins = [(1, 3, 32, 32), (16, 3, 3, 3), (16,)]
     c = cost("FusedConv", ins, [(1, 16, 32, 32)], {"pads": [1, 1, 1, 1], "activation": "Relu"}, MS)
     assert (c.macs, c.non_mac_ops, c.layer_class, c.winograd_candidate) == \
-        (442368, 32768, "conv3x3", True)
+        (442368, 32768, "conv_stem", True)
     # LeakyRelu (2) + Z residual input (1) + bias (1): 16384 * 4 = 65536
     c = cost("FusedConv", ins + [(1, 16, 32, 32)], [(1, 16, 32, 32)],
              {"pads": [1, 1, 1, 1], "activation": "LeakyRelu"}, MS)

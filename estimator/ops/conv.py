@@ -70,10 +70,15 @@ def conv_geometry(ctx: OpContext, x: int = 0, w: int = 1,
     return ConvGeometry(xs[0], c_in, c_out, group, kernel, strides, dilations, out_elems)
 
 
+#: at most this many input channels (RGB, RGBA, gray) makes a 2-D conv a stem
+STEM_MAX_CHANNELS = 4
+
+
 def conv_layer_class(g: ConvGeometry) -> str:
     """depthwise: group > 1 and group == C_in; gemv: a 1x1 conv (group 1) with one output pixel
-    per sample; conv1x1: all kernel dims 1, group 1; grouped: 1 < group < C_in (RegNet, ResNeXt);
-    conv3x3: 2-D, 3x3 kernel, group 1; conv_other: the rest."""
+    per sample; conv1x1: all kernel dims 1, group 1; conv_stem: a 2-D conv (group 1) of at most
+    STEM_MAX_CHANNELS input channels, an image model's first; grouped: 1 < group < C_in (RegNet,
+    ResNeXt); conv3x3: 2-D, 3x3 kernel, group 1; conv_other: the rest."""
     if g.group > 1 and g.group == g.c_in:
         return "depthwise"
     if g.group == 1 and all(k == 1 for k in g.kernel):
@@ -82,6 +87,10 @@ def conv_layer_class(g: ConvGeometry) -> str:
         if g.batch and g.c_out and g.out_elems == g.batch * g.c_out:
             return "gemv"
         return "conv1x1"
+    if g.group == 1 and g.c_in <= STEM_MAX_CHANNELS and len(g.kernel) == 2:
+        # an image model's first conv, on 1-4 input channels: runtimes run it with another kernel
+        # (onnxruntime's NCHWc reads its NCHW input directly) at another rate and fixed cost
+        return "conv_stem"
     if g.group == 1 and g.kernel == (3, 3):
         return "conv3x3"
     if g.group > 1:
