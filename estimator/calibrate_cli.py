@@ -108,6 +108,7 @@ def detect_command(
     if kernels:
         from .fsutil import atomic_write_text
 
+        profile = _fit_samples(profile, samples, samples_path)
         atomic_write_text(samples_path, json.dumps(samples, indent=1) + "\n", overwrite=True)
     hardware.dump_profile(profile, target, overwrite=force)
     m = d.measurements
@@ -127,6 +128,25 @@ def detect_command(
                    f"written to {samples_path}")
     for w in det.disturbance_warnings(d):
         typer.echo(f"warning: {w}", err=True)
+
+
+def _fit_samples(profile, samples: dict, samples_path: Path):
+    """The detected profile with every kernel class's rate and fixed cost fitted to this host's
+    kernel samples alone (the per-class figures the measured ceilings cannot give: a call's fixed
+    cost, a class's share of the peak); `estimate calibrate` fits them again with whole-model
+    results. The ceilings (peaks, bandwidths, caches) stay as measured."""
+    from . import calibrate as cal
+
+    data = cal.sample_dataset(samples, "fp32", source=str(samples_path), rules=profile.fusion_rules(),
+                              layout=profile.layout_spec())
+    fr = cal.fit(data, profile)
+    n = len(data.models)
+    note = (f"fitted to this detect's {n} kernel samples alone ({samples_path.name}; batches "
+            f"{', '.join(map(str, samples['batches']))}; scipy lsq_linear, as estimate calibrate): classes "
+            f"{', '.join(fr.fitted_classes)}; estimate calibrate fits them again with whole-model results")
+    notes = {"efficiency": note, "layer_overhead_by_class_s": note,
+             "onchip_bandwidth_bytes_per_s": note, "layer_overhead_s": "0: every class with samples has its own"}
+    return cal.apply_params(profile, fr.params, fr.fitted_classes, notes=notes, overhead_classes=fr.overhead_classes)
 
 
 # ----------------------------------------------------------------------------- calibrate

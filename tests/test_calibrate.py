@@ -278,10 +278,25 @@ def test_detect_quick_writes_a_loadable_profile(tmp_path):
     assert samples["host"]["hostname"] == hostname and samples["samples"]
     data = cal.sample_dataset(samples, "fp32")
     assert data.samples().models and all(c.measured_s > 0 for m in data.models for c in m.configs)
+    # the per-class rates and fixed costs are fitted to those samples alone (the uncalibrated profile)
+    assert p.efficiency.by_layer_class and p.layer_overhead_by_class_s
+    assert "kernel samples alone" in p.notes["efficiency"]
+    sd = cal.sample_dataset(samples, "fp32", rules=p.fusion_rules(), layout=p.layout_spec())
+    fitted, _ = cal.evaluate_on(sd, p)
+    raw = hardware_without_classes(p)
+    unfitted, _ = cal.evaluate_on(sd, raw)
+    assert fitted["e2e_median_abs_error"] < unfitted["e2e_median_abs_error"]   # the samples are predicted better
     before = out.read_text()
     code, _, err = run_cli("hw", "detect", "-o", str(out), "--quick")
     assert code == 2 and "already exists" in err
     assert out.read_text() == before
+
+
+def hardware_without_classes(p):
+    """The detected ceilings without the per-class figures fitted to the samples."""
+    from estimator.hardware import with_overrides
+    return with_overrides(p, efficiency={"compute": 1.0, "memory": 1.0}, layer_overhead_by_class_s=None,
+                          layer_overhead_s=0.0)
 
 
 def test_fused_epilogue_costs_nothing():
