@@ -221,7 +221,7 @@ def predict(spec: str, profile: HardwareProfile, *, prompt: int, generate: int, 
     # the weights a decode step reads once: every weight, but only the gathered rows of a lookup table
     wread = np.minimum(dec[-1].weight_read_bytes, np.where(np.isfinite(dec[-1].gather_cap), dec[-1].gather_cap, np.inf))
     weight_read_bytes = float(wread[dec[-1].costed].sum())
-    max_pos = _max_positions(spec)
+    max_pos = max_positions(spec)
     if max_pos is not None and prompt + generate - 1 > max_pos:
         notes.append(f"prompt + generate = {prompt + generate} tokens is beyond {spec}'s {max_pos} positions: "
                      "the counts hold, the model would not")
@@ -258,7 +258,7 @@ def predict(spec: str, profile: HardwareProfile, *, prompt: int, generate: int, 
                          weight_read_floor_s=weight_read_bytes / profile.dram_bandwidth_bytes_per_s)
 
 
-def _max_positions(spec: str) -> int | None:
+def max_positions(spec: str) -> int | None:
     """A built-in decoder's context window (None for files: not in the graph)."""
     if not api.is_decoder_builtin(spec):
         return None
@@ -266,22 +266,18 @@ def _max_positions(spec: str) -> int | None:
     return dec.CONFIGS[spec].max_positions
 
 
-def stored_precision(spec: str, input_shapes=None) -> str | None:
-    """The float precision a decoder stores its cache in (fp16 for onnxruntime-genai's fp16 models):
-    the default for its phases when --precision is not given."""
-    g = api.load(spec, input_shapes=input_shapes)
-    io = detect([(x, g.tensors[x].shape) for x in g.inputs if x in g.tensors])
-    if io is None:
-        return None
-    dt = g.tensors[io.past_inputs[0]].dtype
-    return {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float": "fp32"}.get(str(dt))
-
-
 def check_decoder(spec: str, input_shapes=None) -> DecoderIO:
     """The model's decoder convention; UserError when it has none (before any phase is costed)."""
+    return decoder_info(spec, input_shapes)[0]
+
+
+def decoder_info(spec: str, input_shapes=None) -> tuple[DecoderIO, str | None]:
+    """(the decoder convention, the float precision its cache is stored in: fp16 for onnxruntime-genai's
+    fp16 models, the default for its phases when --precision is not given), from one load."""
     g = api.load(spec, input_shapes=input_shapes)
     io = detect([(x, g.tensors[x].shape) for x in g.inputs if x in g.tensors])
     if io is None:
         raise UserError(f"{spec}: --prompt/--generate need a decoder with a KV cache (inputs input_ids and "
                         "past_key_values.N.key/value); this model has none")
-    return io
+    dt = str(g.tensors[io.past_inputs[0]].dtype)
+    return io, {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float": "fp32"}.get(dt)

@@ -600,9 +600,9 @@ def run_llm(*, model: str, hw: str, batches: Optional[list[int]], input_shapes, 
 
     bs = list(batches or [1])
     llm.check_options(prompt, generate, kv_precision, weights)
-    llm.check_decoder(model, input_shapes)
+    _, stored = llm.decoder_info(model, input_shapes)
     if precision is None:   # the precision the file stores (an fp16 genai model is costed at fp16)
-        precision = llm.stored_precision(model, input_shapes)
+        precision = stored
     table, pred, base = api.estimate(model, hw, batches=bs, precision=precision, input_shapes=input_shapes,
                                      seq_len=prompt, past=0)
     lp = llm.predict(model, pred.hardware, prompt=prompt, generate=generate, batches=bs, precision=pred.precision,

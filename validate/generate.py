@@ -112,14 +112,6 @@ def _run(sess, feeds, what: str, step: str):
         raise UserError(f"{what}: onnxruntime failed at {step}: {short_ort_error(e)}") from None
 
 
-def _max_positions(model: str) -> int | None:
-    from estimator import api
-    if not api.is_decoder_builtin(model):
-        return None
-    from estimator.models import decoder as dec
-    return dec.CONFIGS[model].max_positions
-
-
 def _check_size(model: str) -> None:
     try:
         from estimator.models import decoder as dec
@@ -168,7 +160,8 @@ def run_generation(model: str, out_dir: Path, *, prompt: int, generate: int, bat
         raise UserError(f"{resolved.name}: the file fixes the cache length of {fixed[0]} at {length}: "
                         "a generation loop needs a growing cache (export with dynamic past and sequence dims); "
                         "`estimate FILE --past N` costs it at any length")
-    max_pos = _max_positions(model)
+    from estimator.llm import max_positions
+    max_pos = max_positions(model)
     if max_pos is not None and prompt + generate - 1 > max_pos:
         raise UserError(f"--prompt {prompt} --generate {generate}: {prompt + generate - 1} positions, beyond "
                         f"{model}'s {max_pos}")
