@@ -161,11 +161,12 @@ def _register_commands() -> None:
     """Commands defined in other modules: validate/results (validate/), compare/sweep
     (predict_cli), hw detect/calibrate (calibrate_cli). A broken import fails loudly."""
     from . import calibrate_cli, predict_cli
-    from .validate.cli import import_command, results_command, validate_command
+    from .validate.cli import campaign_command, import_command, results_command, validate_command
 
     app.command("validate")(validate_command)
     app.command("results")(results_command)
     app.command("results-import", hidden=True)(import_command)   # `estimate results import ...` (main())
+    app.command("campaign")(campaign_command)
     predict_cli.register(app)
     calibrate_cli.register(app)
 

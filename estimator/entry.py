@@ -23,7 +23,7 @@ from .errors import UserError
 # Every command of estimator.cli (tests check this against the typer application);
 # "results-import" is `estimate results import` (estimator.cli.main rewrites it).
 COMMANDS = frozenset({"analyze", "models", "export", "profiles", "validate", "results", "compare", "sweep",
-                      "hw", "calibrate", "results-import"})
+                      "hw", "calibrate", "results-import", "campaign"})
 
 # The options of `estimate [analyze] MODEL`: flag -> (keyword of analyze_cli.run, kind).
 # kind: "str" takes a value, "int" an integer value, "list" a repeatable value, "flag" none.

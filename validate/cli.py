@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -258,6 +258,33 @@ def import_command(
         typer.echo(f"note: {text} ({where})", err=True)
     typer.echo(f"imported {len(docs)} result(s) into {out}: {written} written"
                + (f", {kept} already there (kept)" if kept else ""))
+
+
+def campaign_command(
+    plan: Path = typer.Argument(..., help="Campaign plan (YAML): models, batches, settings and targets (docs/campaigns.md)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results folder: DIR/<target>/*.json, DIR/campaign.yaml; a rerun "
+                             "into it skips what is done."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run the targets with resources on a Ray cluster: auto (the "
+                                      "cluster of this machine's `ray start`) or its ADDRESS (host:port)."),
+    target: Optional[List[str]] = typer.Option(None, "--target", help="Run only this target (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Run a plan's measurements on local and Ray targets into one results folder (resumable)."""
+    from . import campaign, campaign_plan
+    p = campaign_plan.load_plan(plan)
+    if ray is not None and not ray.strip():
+        raise UserError("--ray: give auto or a cluster ADDRESS (host:port)")
+    outcome = campaign.run_campaign(p, out, ray_address=ray, targets=target, quiet=quiet)
+    for line in campaign.summary_lines(outcome):
+        typer.echo(line)
+    typer.echo(f"state: {out / campaign.STATE_FILE}; summary: estimate results {out}")
+    if outcome.interrupted:
+        typer.echo("interrupted: what finished is saved; rerun the same command to run the rest", err=True)
+        raise typer.Exit(code=130)
+    failed = outcome.count("failed")
+    if failed:
+        typer.echo(f"{failed} group(s) failed (above); rerun the same command to retry them", err=True)
+        raise typer.Exit(code=1)
 
 
 def _grouped(notes: list[tuple[str, str]]) -> dict[str, str]:

@@ -195,7 +195,7 @@ def load_results(paths: list[str]) -> tuple[list[tuple[Path, dict]], list[str]]:
 # ---------------------------------------------------------------------------------------------
 # Summary (AIXPRT-style: max throughput and min latency per model, host and precision)
 
-SUMMARY_COLUMNS = ["model", "host", "cpu", "provider", "precision", "threads", "max_throughput_per_s",
+SUMMARY_COLUMNS = ["target", "model", "host", "cpu", "provider", "precision", "threads", "max_throughput_per_s",
                    "batch_at_max", "instances_at_max", "min_latency_s", "min_latency_batch",
                    "p90_batch1_s", "p99_batch1_s", "prediction_error_batch1",
                    "mean_abs_prediction_error", "configurations", "runs", "partial_runs", "source",
@@ -213,7 +213,9 @@ def summarize(docs: list[tuple[Path, dict]]) -> list[dict]:
                 continue
             # one row per model, host, engine, precision and thread count: runs that differ in
             # any of these are different configurations and are never merged
-            key = (doc["model"]["name"], host.get("hostname"), cpu, prov, c["precision"], c.get("threads"))
+            # (and per campaign target: two devices of a campaign may share a host name)
+            target = (doc.get("campaign") or {}).get("target")
+            key = (doc["model"]["name"], host.get("hostname"), cpu, prov, c["precision"], c.get("threads"), target)
             g = groups.setdefault(key, {"cfgs": [], "runs": set(), "partial": set(), "imported": []})
             g["cfgs"].append(c)
             if doc.get("source") == "imported":
@@ -222,7 +224,8 @@ def summarize(docs: list[tuple[Path, dict]]) -> list[dict]:
             if doc.get("partial"):
                 g["partial"].add(doc.get("run_id"))
     rows = []
-    for (model, hostname, cpu, prov, prec, threads), g in sorted(groups.items(), key=lambda kv: [str(x) for x in kv[0]]):
+    for (model, hostname, cpu, prov, prec, threads, target), g in sorted(
+            groups.items(), key=lambda kv: [str(x) for x in (kv[0][-1],) + kv[0][:-1]]):
         cfgs = g["cfgs"]
         best = max(cfgs, key=lambda c: c.get("throughput_per_s") or 0)
         timed = [c for c in cfgs if c["latency_s"].get("p50") is not None]  # an imported throughput has none
@@ -235,7 +238,7 @@ def summarize(docs: list[tuple[Path, dict]]) -> list[dict]:
         b1_pred = [c for c in b1 if (c.get("prediction") or {}).get("error") is not None]
         b1_err = min(b1_pred, key=lambda c: c["latency_s"]["p50"])["prediction"]["error"] if b1_pred else None
         rows.append({
-            "model": model, "host": hostname, "cpu": cpu, "provider": prov, "precision": prec, "threads": threads,
+            "target": target, "model": model, "host": hostname, "cpu": cpu, "provider": prov, "precision": prec, "threads": threads,
             "max_throughput_per_s": best.get("throughput_per_s"), "batch_at_max": best["batch"],
             "instances_at_max": best.get("instances", 1),
             "min_latency_s": fastest["latency_s"]["p50"] if fastest else None,
@@ -297,6 +300,9 @@ def render_summary(rows: list[dict], fmt: str) -> str | object:
     keys = ["model", "host", "precision", "threads", "max_throughput_per_s", "batch_at_max", "min_latency_s",
             "min_latency_batch", "p90_batch1_s", "p99_batch1_s", "prediction_error_batch1",
             "mean_abs_prediction_error", "configurations"]
+    if any(r.get("target") for r in rows):   # campaign results: which target (device) ran them
+        headers.insert(0, "target")
+        keys.insert(0, "target")
     if any(r.get("source") == "imported" for r in rows):   # published figures: say what was published
         headers += ["devices", "published figure"]
         keys += ["devices_in_system", "published_figure"]
@@ -308,7 +314,7 @@ def render_summary(rows: list[dict], fmt: str) -> str | object:
         from rich.table import Table
         t = Table(title="Validation results summary (latency = p50 unless stated)")
         for h in headers:
-            t.add_column(h, justify="left" if h in ("model", "host", "precision") else "right")
+            t.add_column(h, justify="left" if h in ("target", "model", "host", "precision") else "right")
         for r in table:
             t.add_row(*r)
         return t

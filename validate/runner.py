@@ -61,6 +61,7 @@ class Options:
     min_query_count: int = 64
     quiet: bool = False
     argv: list[str] | None = None
+    campaign: dict | None = None              # `estimate campaign`: target, group id, node (recorded as is)
 
 
 @dataclass
@@ -508,6 +509,8 @@ def run_validation(model: str, out_dir: Path, opts: Options) -> Outcome:
         "load_before": {"cpu_busy_pct": busy_before, "loadavg": load_before},
         "configurations": [], "notes": doc_notes,
     }
+    if opts.campaign:
+        doc["campaign"] = opts.campaign
 
     configs: list[Config] = []
     for prec in opts.precisions:
