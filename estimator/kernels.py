@@ -91,6 +91,10 @@ _rule("silu", ["Sigmoid", "HardSigmoid"], (["Mul"], "head_input"))
 # GELU written out with Erf: x / sqrt(2) -> Erf -> + 1 -> * x -> * 0.5
 _rule("gelu_erf", ["Div", "Mul"], (["Erf"], "constant"), (["Add"], "constant"), (["Mul"], "head_input"),
       (["Mul"], "constant"))
+# a BatchNormalization not folded into a conv (DenseNet's pre-activation after a Concat) and its
+# activation: one per-channel scale-shift kernel (onnxruntime: a depthwise 1x1 NCHWc Conv with
+# the activation fused)
+_rule("bn_activation", ["BatchNormalization"], (ACTIVATIONS, "constant"))
 # an element-wise chain right after a normalization (scale, shift) runs in its pass
 _rule("norm_epilogue", ["LayerNormalization", "BatchNormalization", "InstanceNormalization"],
       (ACTIVATIONS, "constant"))

@@ -283,6 +283,15 @@ def build(spec: dict, batch: int) -> tuple[Any, dict[str, tuple[tuple[int, ...],
             nodes += [helper.make_node("Reshape", ["x", "s5"], ["r"], name="split_groups"),
                       helper.make_node("Transpose", ["r"], ["t"], name="shuffle", perm=[0, 2, 1, 3, 4]),
                       helper.make_node("Reshape", ["t", "s4"], ["y"], name="merge_groups")]
+        elif op == "concat_bn":     # conv -> Concat(y, y) -> BatchNormalization -> Relu (a fusion probe)
+            init("w", (c, c, 1, 1))
+            init("bias", (c,))
+            for nm, v in (("bn_s", 1.0), ("bn_b", 0.0), ("bn_m", 0.0), ("bn_v", 1.0)):
+                inits.append(numpy_helper.from_array(np.full(2 * c, v, np.float32), nm))
+            nodes += [helper.make_node("Conv", ["x", "w", "bias"], ["cv"], name="conv", kernel_shape=[1, 1]),
+                      helper.make_node("Concat", ["cv", "cv"], ["cc"], name="concat", axis=1),
+                      helper.make_node("BatchNormalization", ["cc", "bn_s", "bn_b", "bn_m", "bn_v"], ["bn"], name="bn"),
+                      helper.make_node("Relu", ["bn"], ["y"], name="relu")]
         elif op == "slice":         # the channel split before a ShuffleNet branch
             for nm, v in (("st", [c // 2]), ("en", [c]), ("ax", [1])):
                 inits.append(numpy_helper.from_array(np.array(v, np.int64), nm))
@@ -309,4 +318,5 @@ FUSION_PROBES: dict[str, tuple[dict, tuple[str, ...]]] = {
     "matmul_add": ({"op": "matmul", "rows": 16, "k": 64, "n": 64}, ("Add",)),
     "silu": ({"op": "silu", "c": 16, "hw": 14}, ("Sigmoid", "Mul")),
     "gelu_erf": ({"op": "gelu", "c": 16, "hw": 14}, ("Erf",)),
+    "bn_activation": ({"op": "concat_bn", "c": 32, "hw": 14}, ("BatchNormalization", "Relu")),
 }

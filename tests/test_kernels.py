@@ -84,6 +84,23 @@ def test_gelu_written_with_erf_is_one_kernel():
     assert set(_kernels(t, ["gelu_erf"]).values()) == {"div"}
 
 
+def test_batchnorm_after_a_concat_and_its_relu_are_one_kernel():
+    """DenseNet's pre-activation: Concat -> BatchNormalization -> Relu. The BN is not after a
+    contraction (no epilogue); onnxruntime runs BN + Relu as one NCHWc kernel (bn_activation,
+    confirmed by hw detect's probe); the Relu then costs nothing of its own."""
+    bn = [_w(n, [16]) for n in ("s", "b", "m", "v")]
+    t = _table([helper.make_node("Concat", ["x", "x"], ["c"], name="cat", axis=1),
+                helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], name="bn"),
+                helper.make_node("Relu", ["n"], ["y"], name="relu")], [("x", [1, 8, 4, 4])], bn, "y")
+    assert _kernels(t, ["epilogue", "bn_activation"]) == {"cat": "cat", "bn": "bn", "relu": "bn"}
+    assert _kernels(t, ["epilogue"]) == {"cat": "cat", "bn": "bn", "relu": "relu"}
+    fused, alone = (roofline.predict(t, _profile(vector_ops_per_cycle={"fp32": 8.0}, layer_overhead_s=1e-5,
+                                                 fusion=f), [1], "fp32")
+                    for f in (["epilogue", "bn_activation"], ["epilogue"]))
+    # the Relu's own pass (256 elements at 8 per ns: 32 ns) and its 10 us overhead are gone
+    assert alone.latency_s[0] - fused.latency_s[0] == pytest.approx(1e-5 + 256 / 8e9, rel=1e-6)
+
+
 def test_matmul_bias_add_fuses_a_residual_add_does_not():
     t = _table([helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
                 helper.make_node("Add", ["m", "b"], ["a"], name="bias"),
