@@ -111,6 +111,18 @@ def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
     assert code == 2 and "pip install 'estimate[fleet]'" in err
 
 
+def test_unreachable_cluster_is_an_error_not_a_hang(tmp_path):
+    """Ray retries an address where nothing listens for ever; the campaign checks first. (Runs
+    before the cluster tests below: once this process is connected, --ray reuses that connection.)"""
+    ray = pytest.importorskip("ray", reason="Ray is the optional extra estimate[fleet] (installed with [test])")
+    if ray.is_initialized():
+        pytest.skip("this process is already connected to a Ray cluster (run the module in file order)")
+    p = _plan(tmp_path, [{"name": "lab-a", "resources": {"device": "lab-a"}}])
+    code, _, err = run_cli("campaign", str(p), "--out", str(tmp_path / "o"), "--ray", "127.0.0.1:1", "-q")
+    assert code == 2 and "127.0.0.1:1" in err and "nothing answers" in err
+    assert not (tmp_path / "o").exists()   # nothing written before the cluster was reached
+
+
 # ---------------------------------------------------------------------------------------------
 # local targets
 
@@ -225,6 +237,7 @@ def test_target_without_node_is_an_error_at_start(cluster, tmp_path):
     p = _plan(tmp_path, [{"name": "lab-c", "resources": {"device": "lab-c"}}])
     code, _, err = run_cli("campaign", str(p), "--out", str(tmp_path / "o"), "--ray", cluster.address, "-q")
     assert code == 2 and "target 'lab-c'" in err and "device:lab-c" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_worker_killed_mid_campaign_then_rerun(cluster, tmp_path):

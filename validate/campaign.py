@@ -209,10 +209,19 @@ def run_campaign(plan: Plan, out_dir: Path, *, ray_address: str | None = None, t
         chosen = [t for t in plan.targets if t.name in targets]
     remote = [t.name for t in chosen if not t.local]
     if remote and ray_address is None:
-        raise UserError(f"targets {', '.join(remote)} run on a Ray cluster: add --ray auto (or --ray ADDRESS), or "
-                        "choose local targets with --target")
-    out_dir = results.check_out_dir(out_dir.expanduser())
-    done = _done_before(out_dir)
+        raise UserError(f"{plan.path}: targets {', '.join(remote)} run on a Ray cluster: add --ray auto (or --ray "
+                        "ADDRESS), or choose local targets with --target")
+    from .runner import resolve_provider
+    for t in chosen:
+        if t.local:   # this host's execution providers are known here (a node's, only on the node)
+            try:
+                resolve_provider(t.provider)
+            except UserError as e:
+                raise UserError(f"{plan.path}: target '{t.name}': {str(e).replace('--provider ', 'provider ')}") from None
+    out_dir = out_dir.expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: is a file; --out takes a directory (created if missing)")
+    done = _done_before(out_dir) if out_dir.is_dir() else {}
     statuses = []
     for g in plan_groups(plan, chosen):
         gid = g.group_id(plan)
@@ -222,22 +231,34 @@ def run_campaign(plan: Plan, out_dir: Path, *, ray_address: str | None = None, t
         statuses.append(s)
     outcome = CampaignOutcome(statuses)
     todo = [s for s in statuses if s.status == "pending"]
-    write_state(out_dir, plan, statuses)
-    if not todo:
-        return outcome
-    from .runner import progress_enabled
-    bars = _Bars(statuses, progress_enabled(quiet))
+    ray_todo = [s for s in todo if not s.group.target.local]
+    # Ray first: an unreachable cluster or a target no node advertises is an error before
+    # anything is written
+    conn = _Connection.open(ray_address, [s.group.target for s in ray_todo]) if ray_todo else None
     try:
-        ray_todo = [s for s in todo if not s.group.target.local]
-        if ray_todo:
-            outcome.interrupted = _run_on_ray(plan, out_dir, ray_todo, statuses, ray_address, bars, on_result)
-        if not outcome.interrupted:
-            outcome.interrupted = _run_local(plan, out_dir, [s for s in todo if s.group.target.local], statuses,
-                                             bars, quiet, on_result)
-    finally:
-        bars.stop()
+        out_dir = results.check_out_dir(out_dir)
         write_state(out_dir, plan, statuses)
-    return outcome
+        if not todo:
+            return outcome
+        from .runner import progress_enabled
+        bars = _Bars(statuses, progress_enabled(quiet))
+        try:
+            if conn is not None:
+                outcome.interrupted = _run_on_ray(conn, plan, out_dir, ray_todo, statuses, bars, on_result)
+            if not outcome.interrupted:
+                outcome.interrupted = _run_local(plan, out_dir, [s for s in todo if s.group.target.local], statuses,
+                                                 bars, quiet, on_result)
+        finally:
+            bars.stop()
+            if outcome.interrupted:
+                for s in statuses:
+                    if s.status == "pending":
+                        s.status = "interrupted"
+            write_state(out_dir, plan, statuses)
+        return outcome
+    finally:
+        if conn is not None:
+            conn.close()
 
 
 def _finish(s: GroupStatus, statuses, out_dir, plan, bars, on_result, status: str, **kw) -> None:
@@ -287,24 +308,66 @@ def _loopback_address(address: str) -> bool:
     return host in LOOPBACK_HOSTS
 
 
-def _connect(address: str):
-    if "ray" not in sys.modules and _loopback_address(address):
-        # a one-machine cluster: Ray's local-only mode keeps this driver on the loopback too
-        # (otherwise Ray replaces 127.0.0.1 by the host's outward address)
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+def _tcp_reachable(hostport: str, timeout: float = 5.0) -> bool:
+    import socket
+    host, _, port = hostport.split("://")[-1].rpartition(":")
     try:
-        import ray
-    except ImportError:
-        raise UserError("--ray needs Ray, an optional extra: pip install 'estimate[fleet]'") from None
-    if ray.is_initialized():
-        return ray, False
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"--ray {address}: cannot connect to a Ray cluster ({first}); start one with "
-                        "`ray start --head` (docs/campaigns.md)") from None
-    return ray, True
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass
+class _Connection:
+    """The driver's connection to a Ray cluster, checked before anything runs."""
+    ray: object
+    address: str
+    gcs: str | None
+    owned: bool
+
+    @classmethod
+    def open(cls, address: str, targets) -> "_Connection":
+        if "ray" not in sys.modules and _loopback_address(address):
+            # a one-machine cluster: Ray's local-only mode keeps this driver on the loopback too
+            # (otherwise Ray replaces 127.0.0.1 by the host's outward address)
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--ray needs Ray, an optional extra: pip install 'estimate[fleet]' (from a clone: "
+                            "pip install '.[fleet]')") from None
+        owned = not ray.is_initialized()
+        if owned:
+            # Ray retries an unreachable address for ever: check that something listens first
+            if address != "auto" and not _tcp_reachable(address):
+                raise UserError(f"--ray {address}: nothing answers at that address (a Ray cluster's head, host:port; "
+                                "`ray status` on the head prints it)")
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise UserError(f"--ray {address}: cannot connect to a Ray cluster ({first}); start one with "
+                                "`ray start --head`, or give the head's address as --ray HOST:PORT "
+                                "(docs/campaigns.md)") from None
+        try:
+            gcs = ray.get_runtime_context().gcs_address
+        except Exception:  # noqa: BLE001 - only used to notice a lost cluster
+            gcs = None
+        conn = cls(ray, address, gcs, owned)
+        alive = _alive_resources(ray)
+        for t in {t.name: t for t in targets}.values():
+            miss = _missing(t, alive)
+            if miss:
+                conn.close()
+                raise UserError(f"target '{t.name}': no alive node of the Ray cluster advertises {', '.join(miss)} "
+                                f"(start its node with `ray start --address ... --resources "
+                                f"'{{\"{next(iter(t.resources))}\": 1}}'`, docs/campaigns.md)")
+        return conn
+
+    def close(self) -> None:
+        if self.owned and self.ray.is_initialized():
+            self.ray.shutdown()
 
 
 def _alive_resources(ray) -> dict[str, float]:
@@ -329,21 +392,22 @@ def _task_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}"[:500]
 
 
-def _run_on_ray(plan, out_dir, todo, statuses, address, bars, on_result) -> bool:
-    ray, connected = _connect(address)
-    try:
-        alive = _alive_resources(ray)
-        for t in {s.group.target.name: s.group.target for s in todo}.values():
-            miss = _missing(t, alive)
-            if miss:
-                raise UserError(f"target '{t.name}': no alive node of the Ray cluster advertises {', '.join(miss)} "
-                                f"(start its node with `ray start --address ... --resources "
-                                f"'{{\"{next(iter(t.resources))}\": 1}}'`, docs/campaigns.md)")
-        task = ray.remote(run_task)
-        model_refs: dict[str, object] = {}
-        hw_texts: dict[str, str] = {}
-        pending: dict = {}
-        interrupted = False
+def _run_on_ray(conn: _Connection, plan, out_dir, todo, statuses, bars, on_result) -> bool:
+    import contextlib
+    ray = conn.ray
+    task = ray.remote(run_task)
+    model_refs: dict[str, object] = {}
+    hw_texts: dict[str, str] = {}
+    pending: dict = {}
+
+    def fail_all(where, error):
+        for ref, s in list(where.items()):
+            ray.cancel(ref, force=True)
+            del pending[ref]
+            _finish(s, statuses, out_dir, plan, bars, on_result, "failed", error=error)
+
+    # Ray prints its notices (a task retried, a node marked dead) on stdout: keep stdout for the summary
+    with contextlib.redirect_stdout(sys.stderr):
         try:
             for s in todo:
                 m, t = s.group.model, s.group.target
@@ -374,32 +438,32 @@ def _run_on_ray(plan, out_dir, todo, statuses, address, bars, on_result) -> bool
                     _finish(s, statuses, out_dir, plan, bars, on_result, "done", result=str(j.relative_to(out_dir)),
                             node=reply.get("node"))
                 now = time.monotonic()
-                if pending and now - last_check >= POLL_S:
-                    last_check = now
-                    alive = _alive_resources(ray)
-                    for t in {s.group.target.name: s.group.target for s in pending.values()}.values():
-                        if not _missing(t, alive):
-                            lost_since.pop(t.name, None)
-                            continue
-                        since = lost_since.setdefault(t.name, now)
-                        if now - since < LOST_GRACE_S:
-                            continue
-                        for ref, s in list(pending.items()):
-                            if s.group.target.name == t.name:
-                                ray.cancel(ref, force=True)
-                                del pending[ref]
-                                _finish(s, statuses, out_dir, plan, bars, on_result, "failed",
-                                        error=f"no alive node advertises {', '.join(_missing(t, alive))} any more "
-                                              "(node lost); rerun the plan to run it")
+                if not pending or now - last_check < POLL_S:
+                    continue
+                last_check = now
+                if conn.gcs and not _tcp_reachable(conn.gcs, timeout=1.0):   # the head itself is gone
+                    since = lost_since.setdefault("", now)
+                    if now - since >= LOST_GRACE_S:
+                        fail_all(dict(pending), f"the Ray cluster at {conn.gcs} stopped answering; rerun the plan")
+                        conn.owned = False   # a shutdown would wait for the dead cluster
+                    continue
+                lost_since.pop("", None)
+                alive = _alive_resources(ray)
+                for t in {s.group.target.name: s.group.target for s in pending.values()}.values():
+                    if not _missing(t, alive):
+                        lost_since.pop(t.name, None)
+                        continue
+                    since = lost_since.setdefault(t.name, now)
+                    if now - since >= LOST_GRACE_S:
+                        fail_all({r: s for r, s in pending.items() if s.group.target.name == t.name},
+                                 f"no alive node advertises {', '.join(_missing(t, alive))} any more (node lost); "
+                                 "rerun the plan to run it")
         except KeyboardInterrupt:
-            interrupted = True
             for ref, s in pending.items():
                 ray.cancel(ref, force=True)
                 s.status = "interrupted"
-        return interrupted
-    finally:
-        if connected:
-            ray.shutdown()
+            return True
+    return False
 
 
 def summary_lines(outcome: CampaignOutcome) -> list[str]:

@@ -54,7 +54,8 @@ class ModelSpec:
     @property
     def label(self) -> str:
         base = Path(self.model).stem if self.is_file else self.model
-        return base + (f"@{self.resolution}" if self.resolution else "") + (f"-s{self.seq_len}" if self.seq_len else "")
+        # the name its results carry (modelprep.resolve_model): resnet50-112x112, bert-base-s64
+        return base + (f"-{self.resolution}" if self.resolution else "") + (f"-s{self.seq_len}" if self.seq_len else "")
 
 
 @dataclass
@@ -279,6 +280,8 @@ def _targets(origin: str, v, base: Path) -> list[Target]:
     out, names = [], set()
     for where, t in _entries(origin, "targets", v, "name", TARGET_KEYS, "targets, each with a 'name' (docs/campaigns.md)"):
         name = t.get("name")
+        if name is None:
+            raise UserError(f"{origin}: missing required key '{where}name'")
         if not isinstance(name, str) or not _NAME.match(name):
             raise UserError(f"{origin}: '{where}name' must be a name of letters, digits, '-', '_' or '.', got {name!r}")
         if name in names:

@@ -6,7 +6,7 @@ starts a head node advertising the resource `device:lab-a` and one worker node p
 name (`device:lab-b`, ...), all bound to 127.0.0.1, prints the cluster address and each node's
 raylet process id (to make a node die, kill its raylet and the raylet's children, its workers:
 `pkill -9 -P PID; kill -9 PID`), and stops by itself after
---minutes (or on Ctrl-C). On a real fleet, start the nodes with `ray start` instead
+--minutes (or on Ctrl-C, or `kill` of its own process id, which it prints too). On a real fleet, start the nodes with `ray start` instead
 (docs/campaigns.md): this is Ray's own multi-node test cluster (ray.cluster_utils), because
 `ray start --node-ip-address 127.0.0.1` makes Ray advertise the host's outward address instead.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -44,14 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     for d, n in nodes:
         pid = n.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
         print(f"node device:{d}: raylet pid {pid}")
-    print(f"estimate campaign PLAN --ray {c.address} --out DIR   (stops in {a.minutes:g} min; Ctrl-C stops now)",
-          flush=True)
+    print(f"estimate campaign PLAN --ray {c.address} --out DIR   (this cluster stops in {a.minutes:g} min; "
+          f"to stop it now: kill {os.getpid()}, or Ctrl-C in its terminal)", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    why, address = f"after {a.minutes:g} min", c.address
     try:
         time.sleep(a.minutes * 60)
     except KeyboardInterrupt:
-        pass
+        why = "on request"
     finally:
         c.shutdown()
+        print(f"cluster {address} stopped ({why})", flush=True)
     return 0
 
 
