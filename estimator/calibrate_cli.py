@@ -24,6 +24,15 @@ hw_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mod
 _CALIBRATED_MARK = "| calibrated by estimate calibrate on "
 
 
+def _measured_once(data) -> int:
+    """How many (model, batch) configurations of the data have a single run."""
+    runs: dict[tuple, int] = {}
+    for m in data.models:
+        for c in m.configs:
+            runs[(m.name, c.batch, c.precision)] = runs.get((m.name, c.batch, c.precision), 0) + 1
+    return sum(1 for n in runs.values() if n == 1)
+
+
 def _written_by_calibrate(p: Path, is_profile: bool) -> bool:
     """An output an earlier `estimate calibrate` wrote to this very path (a calibrated profile
     whose source ends with "written to <this path>", or a report whose `profile_out` and `report`
@@ -373,6 +382,13 @@ def calibrate_command(
         rep.notes.append("fitted on one model: its layers cannot separate per-layer overheads, efficiencies and the "
                          "on-chip cost well (they trade off), so predictions for other models may be worse than "
                          "uncalibrated; fit on several models (docs/calibration.md)")
+    once = _measured_once(data.measured())
+    if once:
+        rep.notes.append(f"{once} of the fitted (model, batch) configurations were measured once: on a shared host one "
+                         "run can be 10-25% off, and the per-class fixed costs then move between calibrations (on "
+                         "this project's 2-core host, corpus predictions of calibrations on one run of the built-ins "
+                         "moved by up to 22%, on three runs and on eight within 10%; docs/calibration.md): measure "
+                         "each model 2-3 times into the same folder (runs accumulate)")
     counts = dict(data.measured().counts, layer_groups=fr.rows_layer)
     result_files = [f for f, _ in docs]
     batches = {m.name: sorted({c.batch for c in m.configs}) for m in data.measured().models}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 import os
 
 import numpy as np
@@ -186,6 +187,21 @@ def _file_model_results(tmp_path, sha=None, host=HOST, precision="fp32"):
     rdir.mkdir(exist_ok=True)
     (rdir / "tiny.json").write_text(json.dumps(doc))
     return str(rdir)
+
+
+def test_calibrate_says_when_configurations_were_measured_once(tmp_path):
+    prof = _write_profile(tmp_path)
+    runs = _file_model_results(tmp_path)
+    code, out, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(tmp_path / "c.yaml"), "--no-cv")
+    assert code == 0, err
+    assert "1 of the fitted (model, batch) configurations were measured once" in out + err
+    # a second run of the same configuration: the note goes
+    doc = json.loads((Path(runs) / "tiny.json").read_text())
+    doc["run_id"] = "second"
+    (Path(runs) / "tiny2.json").write_text(json.dumps(doc))
+    code, out, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(tmp_path / "c2.yaml"), "--no-cv")
+    assert code == 0, err
+    assert "measured once" not in out + err
 
 
 def test_calibrate_no_results(tmp_path):
