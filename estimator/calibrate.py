@@ -280,22 +280,23 @@ class Params:
     x_mem: float
     overhead_s: np.ndarray
     s_onchip: float = 0.0
+    in_graph_s: float = 0.0   # seconds per kernel of a whole graph on top of its class's (not for kernel samples)
 
     @classmethod
     def from_profile(cls, p: HardwareProfile) -> "Params":
         bw = p.onchip_bandwidth_bytes_per_s
         return cls(np.array([1.0 / p.efficiency.compute_for(c) for c in LAYER_CLASSES]),
                    1.0 / p.efficiency.memory, np.array([p.overhead_for(c) for c in LAYER_CLASSES]),
-                   0.0 if bw is None else 1.0 / bw)
+                   0.0 if bw is None else 1.0 / bw, float(p.kernel_overhead_in_graph_s))
 
     def vector(self) -> np.ndarray:
-        return np.r_[self.x_class, self.x_mem, self.overhead_s, self.s_onchip]
+        return np.r_[self.x_class, self.x_mem, self.overhead_s, self.s_onchip, self.in_graph_s]
 
     @classmethod
     def from_vector(cls, v: np.ndarray) -> "Params":
         n = len(LAYER_CLASSES)
         return cls(np.array(v[:n], dtype=float), float(v[n]), np.array(v[n + 1:n + 1 + n], dtype=float),
-                   float(v[2 * n + 1]))
+                   float(v[2 * n + 1]), float(v[2 * n + 2]) if len(v) > 2 * n + 2 else 0.0)
 
     @property
     def onchip_bandwidth(self) -> float | None:
@@ -327,9 +328,10 @@ def apply_params(profile: HardwareProfile, params: Params, fitted_classes: Seque
     ov_by = {**dict(profile.layer_overhead_by_class_s), **{c: float(f"{ov[c]:.4g}") for c in ov_classes}}
     ov_default = profile.layer_overhead_s
     bw = params.onchip_bandwidth
+    g = float(f"{params.in_graph_s:.4g}") if params.in_graph_s > 0 else None
     changes = {"efficiency": {"compute": compute, "memory": _r4(1.0 / params.x_mem), "by_layer_class": by_class},
                "layer_overhead_s": ov_default, "layer_overhead_by_class_s": ov_by or None,
-               "onchip_bandwidth_bytes_per_s": None if bw is None else _r4(bw)}
+               "onchip_bandwidth_bytes_per_s": None if bw is None else _r4(bw), "kernel_overhead_in_graph_s": g}
     out = with_overrides(profile, **changes)
     extra = {}
     if source is not None:
@@ -337,7 +339,7 @@ def apply_params(profile: HardwareProfile, params: Params, fitted_classes: Seque
     if notes is not None:
         merged = {k: v for k, v in out.notes.items()
                   if k not in ("efficiency", "layer_overhead_s", "layer_overhead_by_class_s",
-                               "onchip_bandwidth_bytes_per_s")}
+                               "onchip_bandwidth_bytes_per_s", "kernel_overhead_in_graph_s")}
         merged.update(notes)
         extra["notes"] = merged
     return with_overrides(out, **extra) if extra else out
@@ -363,6 +365,7 @@ class _Basis:
     cls: np.ndarray       # (L,) class index
     act: np.ndarray       # (S, L) on-chip activation bytes of one pass (contraction layers; else 0)
     reo: np.ndarray       # (S, L) seconds of a pass's layout conversions at efficiency 1 (data class)
+    in_graph: float = 1.0  # 1 for a whole model (its kernels pay Params.in_graph_s), 0 for a kernel sample
 
     def terms(self, batch: int, p: "Params") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
         """(compute (L,), memory (L,), on-chip bytes (L,), passes) at efficiency 1 for what the roofline picks for
@@ -385,12 +388,12 @@ class _Basis:
 
 def _times(comp: np.ndarray, mem: np.ndarray, act: np.ndarray, reo: np.ndarray, basis: _Basis, p: "Params") -> np.ndarray:
     return (np.maximum(comp * p.x_class[basis.cls] + reo * p.x_class[_DATA] + act * p.s_onchip, mem * p.x_mem)
-            + p.overhead_s[basis.cls] * basis.costed)
+            + (p.overhead_s[basis.cls] + p.in_graph_s * basis.in_graph) * basis.costed)
 
 
 def _unit_profile(profile: HardwareProfile) -> HardwareProfile:
     return with_overrides(profile, efficiency={"compute": 1.0, "memory": 1.0}, layer_overhead_s=0.0,
-                          onchip_bandwidth_bytes_per_s=None)
+                          onchip_bandwidth_bytes_per_s=None, kernel_overhead_in_graph_s=None)
 
 
 def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> _Basis:
@@ -416,7 +419,8 @@ def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> _Basis:
            if m.layers.reorder is not None and np.isfinite(vec) else np.zeros((len(cand), len(m.layers.names))))
     comp = np.stack([r.compute_s[0] for r in variants]) - reo[None]
     return _Basis(cand=np.array(cand), comp=np.maximum(comp, 0.0),
-                  mem=np.stack([r.memory_s[0] for r in variants]), costed=costed, cls=m.layers.class_idx, act=act, reo=reo)
+                  mem=np.stack([r.memory_s[0] for r in variants]), costed=costed, cls=m.layers.class_idx, act=act, reo=reo,
+                  in_graph=0.0 if m.sample else 1.0)
 
 
 def _layer_times(basis: _Basis, batch: int, p: Params) -> np.ndarray:
@@ -482,8 +486,9 @@ def fit(data: Dataset, profile: HardwareProfile, *, use_layers: bool = True, use
 
 def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bool, use_e2e: bool) -> FitResult:
     nC = len(LAYER_CLASSES)
-    nP = 2 * nC + 2
+    nP = 2 * nC + 3
     S_COL = 2 * nC + 1
+    G_COL = 2 * nC + 2   # the in-graph fixed cost per kernel
     # which classes have work in the data
     work = np.zeros(nC)
     major = np.zeros(nC, dtype=bool)   # carries >= MIN_CLASS_SHARE of some model's compute time
@@ -514,7 +519,11 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
         if not ov_free[ci] and ov_free[pi]:
             ov_col[ci] = pi
             tied[child] = parent
-    free = np.r_[major, True, ov_free, has_act]
+    # the in-graph cost per kernel is told apart from the classes' own fixed costs only by kernel
+    # samples (timed alone: without it) next to whole models (with it)
+    has_samples = any(b.in_graph == 0.0 for b in bases)
+    has_models = any(b.in_graph > 0.0 for b in bases)
+    free = np.r_[major, True, ov_free, has_act, has_samples and has_models]
 
     def untie(th: np.ndarray) -> np.ndarray:
         th = th.copy()
@@ -522,8 +531,9 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
         th[nC + 1:2 * nC + 1] = th[nC + 1 + ov_col]
         return th
 
-    lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, np.zeros(nC), 0.0]
-    hi = np.r_[np.full(nC, 1.0 / EFF_MIN), 1.0 / EFF_MIN, np.full(nC, OVERHEAD_MAX_S), 1.0 / ONCHIP_MIN_BPS]
+    lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, np.zeros(nC), 0.0, 0.0]
+    hi = np.r_[np.full(nC, 1.0 / EFF_MIN), 1.0 / EFF_MIN, np.full(nC, OVERHEAD_MAX_S), 1.0 / ONCHIP_MIN_BPS,
+               OVERHEAD_MAX_S]
     theta = np.clip(np.where(free, start.vector(), prior.vector()), lo, hi)
     it = 0
     converged = False
@@ -552,6 +562,7 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
                     R[idx[is_comp], eff_col[_DATA]] += reo0[is_comp]
                     R[idx[~is_comp], nC] = mem0[~is_comp]
                     R[idx, nC + 1 + ov_col[b.cls]] = b.costed * npass
+                    R[idx, G_COL] = b.costed * npass * b.in_graph
                     n_groups = 0
                     if use_layers:
                         for _, t, members in c.groups:

@@ -433,6 +433,11 @@ def calibrate_command(
         "layer_overhead_by_class_s": ("fitted with the efficiencies, per layer class with at least "
                                       f"{cal.MIN_OVERHEAD_LAYERS} layers in the data: "
                                       + ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in eff["layer_overhead_by_class_s"].items())),
+        "kernel_overhead_in_graph_s": (f"fitted: {fr.params.in_graph_s * 1e6:.2f} us per kernel of a whole graph on top of "
+                                       "its class's fixed cost (the kernel samples, timed alone, pin the classes' own "
+                                       "costs; the whole-model results what a kernel costs more inside a graph)"
+                                       if fr.params.in_graph_s > 0 else
+                                       "not fitted (it needs kernel samples next to whole-model results) or 0"),
     }
     calibrated = cal.apply_params(profile, fr.params, fr.fitted_classes, source=source, notes=notes,
                                   overhead_classes=fr.overhead_classes)

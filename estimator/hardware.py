@@ -80,6 +80,7 @@ _TOP_KEYS: dict[str, str] = {
     "dram_bytes": "bytes",
     "layer_overhead_s": "seconds per layer",
     "layer_overhead_by_class_s": "seconds per layer, by layer class",
+    "kernel_overhead_in_graph_s": "seconds per kernel inside a whole graph, on top of the class's",
     "efficiency": "compute / memory multipliers",
     "winograd": "tile and weights",
     "fusion": "the fusion rules grouping layers into kernels: rule names or {name, head, then}",
@@ -253,6 +254,7 @@ class HardwareProfile:
     dram_bytes: int | None = None
     layer_overhead_s: float = 0.0
     layer_overhead_by_class_s: FrozenMap = field(default_factory=FrozenMap)
+    kernel_overhead_in_graph_s: float = 0.0   # every kernel of a whole graph pays it on top of its class's
     efficiency: Efficiency = field(default_factory=Efficiency)
     winograd: Winograd | None = None
     fusion: tuple | None = None       # fusion rules (names or kernels.Rule); None: the kind's defaults
@@ -284,8 +286,8 @@ class HardwareProfile:
         return kernels.rules_for(self.fusion, self.kind)
 
     def overhead_for(self, layer_class: str) -> float:
-        """Fixed time per layer of a class: ``layer_overhead_by_class_s`` entry, else
-        ``layer_overhead_s``."""
+        """Fixed time per layer of a class, as timed alone: ``layer_overhead_by_class_s`` entry,
+        else ``layer_overhead_s`` (a kernel inside a whole graph adds ``kernel_overhead_in_graph_s``)."""
         by = self.layer_overhead_by_class_s
         if layer_class in by:
             return float(by[layer_class])
@@ -614,6 +616,12 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
         fields["layout"] = _choice(origin, "layout", data["layout"], kernels.LAYOUTS, "layout")
     if "kernel_samples" in data:
         fields["kernel_samples"] = _text(origin, "kernel_samples", data["kernel_samples"], single_line=True)
+    if "kernel_overhead_in_graph_s" in data:
+        v = _non_negative(origin, "kernel_overhead_in_graph_s", data["kernel_overhead_in_graph_s"], "seconds per kernel")
+        if v >= LAYER_OVERHEAD_MAX_S:
+            _fail(origin, "kernel_overhead_in_graph_s", f"must be < {_fmt(LAYER_OVERHEAD_MAX_S)} (seconds per kernel), "
+                  f"got {_fmt(v)}")
+        fields["kernel_overhead_in_graph_s"] = float(v)
     if "layer_overhead_by_class_s" in data:
         by = _mapping(origin, "layer_overhead_by_class_s", data["layer_overhead_by_class_s"],
                       "layer class -> seconds per layer")
@@ -754,6 +762,8 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
     out["layer_overhead_s"] = float(p.layer_overhead_s)
     if p.layer_overhead_by_class_s:
         out["layer_overhead_by_class_s"] = {k: float(v) for k, v in p.layer_overhead_by_class_s.items()}
+    if p.kernel_overhead_in_graph_s:
+        out["kernel_overhead_in_graph_s"] = float(p.kernel_overhead_in_graph_s)
     eff: dict[str, Any] = {
         "compute": float(p.efficiency.compute),
         "memory": float(p.efficiency.memory),

@@ -8,6 +8,7 @@ batches (B) and layers (L). A prediction for one profile is C = 1; a design-spac
               + b * non_MAC_ops / (vector_ops_per_s * compute_efficiency[class])   (0 without a rate)
   memory_s  = DRAM_bytes(b) / (dram_bandwidth * memory_efficiency)
   time_s    = max(compute_s, memory_s) + overhead[class]      (views, fused epilogues: 0)
+              overhead[class] includes kernel_overhead_in_graph_s (a kernel inside a whole graph)
   bound     = "compute" if compute_s >= memory_s else "memory"
 
 and the model runs its layers one after another: latency(b) = sum of layer times,
@@ -301,7 +302,8 @@ class HwArrays:
             cols["ceff"].append([p.efficiency.compute_for(c) for c in LAYER_CLASSES])
             cols["rows"].append(float(p.mac_array.rows) if p.mac_array else 0.0)
             cols["cols"].append(float(p.mac_array.cols) if p.mac_array else 0.0)
-            cols["ovh"].append([p.overhead_for(c) for c in LAYER_CLASSES])
+            # a whole graph's kernels: the class's fixed cost (as timed alone) plus the in-graph one
+            cols["ovh"].append([p.overhead_for(c) + p.kernel_overhead_in_graph_s for c in LAYER_CLASSES])
             par = p.parallel
             cols["units"].append(float(par.units) if par else 0.0)
             cols["tm"].append(float(par.tile_m) if par else 1.0)

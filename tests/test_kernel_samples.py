@@ -226,3 +226,34 @@ def test_an_op_filed_under_other_keeps_its_class():
 
     assert kernel_class("reduce", "other") == "other" and kernel_class("data", "other") == "other"
     assert kernel_class("pool", "elementwise") == "pool" and kernel_class("data", "elementwise") == "data"
+
+
+def test_round_trip_recovers_the_in_graph_cost_per_kernel_next_to_the_samples():
+    """Kernel samples are timed alone; inside a whole graph every kernel costs a fixed
+    kernel_overhead_in_graph_s more. Synthetic samples (without it) and synthetic whole models (with
+    7 us of it) from known figures: the fit gets the in-graph cost and every class's own fixed cost
+    back (within 2%), and the calibrated profile writes the key."""
+    from test_calibrate import _fake_doc
+
+    from estimator import api
+
+    by = {c: e for c, (e, _) in TRUTH.items()}
+    ov = {c: o for c, (_, o) in TRUTH.items()}
+    alone = _host(efficiency={"compute": 1.0, "memory": 0.8, "by_layer_class": by}, layer_overhead_by_class_s=ov)
+    in_graph = _host(efficiency={"compute": 1.0, "memory": 0.8, "by_layer_class": by}, layer_overhead_by_class_s=ov,
+                     kernel_overhead_in_graph_s=7e-6)
+    entries = []
+    for name in ("mobilenetv2", "resnet50"):
+        table = api.analyze(name, batch=1, precision="fp32")
+        entries.append((f"{name}.json", _fake_doc(table, in_graph, [1, 4], name, fuse_relu=False), table))
+    data = cal.build_dataset(entries, "fp32").with_models(cal.sample_dataset(_synthetic_samples(alone), "fp32"))
+    fr = cal.fit(data, _host())
+    assert fr.params.in_graph_s == pytest.approx(7e-6, rel=0.02)
+    got = fr.params.overheads()
+    for c in ("conv3x3", "conv1x1", "depthwise", "elementwise", "data"):
+        assert got[c] == pytest.approx(ov[c], rel=0.02), c
+    out = cal.apply_params(_host(), fr.params, fr.fitted_classes, overhead_classes=fr.overhead_classes)
+    assert out.kernel_overhead_in_graph_s == pytest.approx(7e-6, rel=0.02)
+    # without samples nothing tells the two apart: the in-graph cost is not fitted
+    fr2 = cal.fit(cal.build_dataset(entries, "fp32"), _host())
+    assert fr2.params.in_graph_s == 0.0

@@ -330,3 +330,15 @@ def test_written_out_rules_round_trip_exact_and_members_compute():
     data = kernels.rule_to_data(kernels.Rule("mine", r.head, r.then, True))
     back = kernels.parse_rule("p.yaml: fusion[0]", data)
     assert back.members_compute and back.then[-1].exact and back.then == r.then
+
+
+def test_the_in_graph_cost_is_paid_once_per_kernel():
+    """kernel_overhead_in_graph_s: every kernel of a graph pays it on top of its class's fixed cost;
+    conv + bias + relu is one kernel, conv + add + relu with the default rules three."""
+    for table, kernels_n in ((conv_bias_relu(), 1), (residual(), 3)):
+        base = roofline.predict(table, _profile(layer_overhead_s=1e-5), [1], "fp32").latency_s[0]
+        more = roofline.predict(table, _profile(layer_overhead_s=1e-5, kernel_overhead_in_graph_s=4e-6), [1],
+                                "fp32").latency_s[0]
+        assert more - base == pytest.approx(kernels_n * 4e-6, rel=1e-9)
+    with pytest.raises(UserError, match="kernel_overhead_in_graph_s"):
+        _profile(kernel_overhead_in_graph_s=-1e-6)
