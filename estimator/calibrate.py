@@ -800,6 +800,7 @@ def params_dict(p: Params, fr: FitResult | None = None, profile: HardwareProfile
                                        if fr is None or c in fr.overhead_classes}}
     # classes without a fitted overhead keep the input profile's (apply_params)
     d["layer_overhead_s"] = None if profile is None else float(profile.layer_overhead_s)
+    d["kernel_overhead_in_graph_s"] = float(f"{p.in_graph_s:.4g}")
     if fr is not None:
         d.update({"fitted_classes": list(fr.fitted_classes), "overhead_classes": list(fr.overhead_classes),
                   "memory_efficiency_kept": fr.memory_kept, "iterations": fr.iterations, "converged": fr.converged,
@@ -888,7 +889,11 @@ def sample_errors(samples: Dataset, before: HardwareProfile, after: HardwareProf
     if not samples.models:
         return {}
     out: dict[str, dict] = {}
-    errs = {"before": predict_dataset(samples, before), "fitted": predict_dataset(samples, after)}
+
+    def alone(p: HardwareProfile) -> HardwareProfile:   # a sample is timed alone: no in-graph cost
+        return with_overrides(p, kernel_overhead_in_graph_s=None) if p.kernel_overhead_in_graph_s else p
+
+    errs = {"before": predict_dataset(samples, alone(before)), "fitted": predict_dataset(samples, alone(after))}
     cls = {m.name: m.sample for m in samples.models}
     for which, pts in errs.items():
         by: dict[str, list[float]] = {}

@@ -436,8 +436,10 @@ def calibrate_command(
         "kernel_overhead_in_graph_s": (f"fitted: {fr.params.in_graph_s * 1e6:.2f} us per kernel of a whole graph on top of "
                                        "its class's fixed cost (the kernel samples, timed alone, pin the classes' own "
                                        "costs; the whole-model results what a kernel costs more inside a graph)"
-                                       if fr.params.in_graph_s > 0 else
-                                       "not fitted (it needs kernel samples next to whole-model results) or 0"),
+                                       if fr.params.in_graph_s > 0 and n_samples else
+                                       f"kept from the input profile ({fr.params.in_graph_s * 1e6:.2f} us): fitted only "
+                                       "with kernel samples next to whole-model results" if not n_samples else
+                                       "fitted: 0 (the whole-model results show no extra cost per kernel)"),
     }
     calibrated = cal.apply_params(profile, fr.params, fr.fitted_classes, source=source, notes=notes,
                                   overhead_classes=fr.overhead_classes)

@@ -134,6 +134,7 @@ def _apply(profile: HardwareProfile, names: Sequence[str], values: Sequence[floa
     if "overhead" in v:
         changes["layer_overhead_s"] = min(OVERHEAD_MAX_S, v["overhead"])
         changes["layer_overhead_by_class_s"] = None
+        changes["kernel_overhead_in_graph_s"] = None   # the fitted figure is the whole cost per kernel
     return with_overrides(profile, **changes)
 
 

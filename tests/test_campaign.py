@@ -152,6 +152,16 @@ def test_local_campaign_runs_resumes_and_reports_failures(tmp_path):
     assert code == 0 and {r["target"] for r in rows} == {"local"} and len(rows) == 2
 
 
+def test_target_runs_keep_the_other_targets_state(tmp_path):
+    p = _plan(tmp_path, ["a", "b"])
+    out = tmp_path / "camp"
+    for t in ("a", "b"):
+        code, _, err = run_cli("campaign", str(p), "--out", str(out), "--target", t, "-q")
+        assert code == 0, err
+    state = yaml.safe_load((out / "campaign.yaml").read_text())
+    assert sorted((g["target"], g["status"]) for g in state["groups"]) == [("a", "done")] * 2 + [("b", "done")] * 2
+
+
 # ---------------------------------------------------------------------------------------------
 # a two-node Ray cluster on the loopback
 

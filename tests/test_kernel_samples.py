@@ -254,6 +254,9 @@ def test_round_trip_recovers_the_in_graph_cost_per_kernel_next_to_the_samples():
         assert got[c] == pytest.approx(ov[c], rel=0.02), c
     out = cal.apply_params(_host(), fr.params, fr.fitted_classes, overhead_classes=fr.overhead_classes)
     assert out.kernel_overhead_in_graph_s == pytest.approx(7e-6, rel=0.02)
+    # the samples' error report predicts them as they were timed: alone, without the in-graph cost
+    _, rep = cal.calibrate(data, _host(), cross_validate=False)
+    assert rep.samples and all(d["fitted_median_abs_error"] < 0.01 for d in rep.samples.values()), rep.samples
     # without samples nothing tells the two apart: the in-graph cost is not fitted
     fr2 = cal.fit(cal.build_dataset(entries, "fp32"), _host())
     assert fr2.params.in_graph_s == 0.0

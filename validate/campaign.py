@@ -151,7 +151,15 @@ def _store(out_dir: Path, plan: Plan, group: Group, reply: dict) -> Path:
 
 
 def write_state(out_dir: Path, plan: Plan, statuses: list[GroupStatus]) -> None:
+    """DIR/campaign.yaml: this run's groups, and the rows an earlier run recorded for the targets
+    this one does not run (--target). One campaign per folder at a time."""
+    mine = {s.group.target.name for s in statuses}
     rows = []
+    try:
+        old = yaml.safe_load((out_dir / STATE_FILE).read_text()) or {}
+        rows = [r for r in old.get("groups") or [] if isinstance(r, dict) and r.get("target") not in mine]
+    except (OSError, yaml.YAMLError, AttributeError):
+        rows = []
     for s in statuses:
         r = {"target": s.group.target.name, "model": s.group.model.label, "precision": s.group.precision,
              "group_id": s.group_id, "status": s.status}
@@ -245,9 +253,13 @@ def run_campaign(plan: Plan, out_dir: Path, *, ray_address: str | None = None, t
         try:
             if conn is not None:
                 outcome.interrupted = _run_on_ray(conn, plan, out_dir, ray_todo, statuses, bars, on_result)
-            if not outcome.interrupted:
-                outcome.interrupted = _run_local(plan, out_dir, [s for s in todo if s.group.target.local], statuses,
-                                                 bars, quiet, on_result)
+            local = [s for s in todo if s.group.target.local]
+            if conn is not None and conn.lost:   # Ray would end this process during the local runs
+                for s in local:
+                    _finish(s, statuses, out_dir, plan, bars, on_result, "failed",
+                            error="not run: the Ray cluster stopped answering first; rerun the plan")
+            elif not outcome.interrupted:
+                outcome.interrupted = _run_local(plan, out_dir, local, statuses, bars, quiet, on_result)
         finally:
             bars.stop()
             if outcome.interrupted:
@@ -282,6 +294,9 @@ def _run_local(plan, out_dir, todo, statuses, bars, quiet, on_result) -> bool:
                     plan, s.group, hw=s.group.target.hw, quiet=True, campaign=_campaign_block(plan, s.group, None)))
             except UserError as e:
                 _finish(s, statuses, out_dir, plan, bars, on_result, "failed", error=str(e))
+                continue
+            except Exception as e:  # noqa: BLE001 - one group's failure must not stop the others
+                _finish(s, statuses, out_dir, plan, bars, on_result, "failed", error=f"{type(e).__name__}: {e}"[:500])
                 continue
             if o.interrupted:   # the runner saved what it measured, marked partial (a rerun redoes it)
                 s.status, s.result = "interrupted", str(o.json_path.relative_to(out_dir))
@@ -325,6 +340,7 @@ class _Connection:
     address: str
     gcs: str | None
     owned: bool
+    lost: bool = False   # the head stopped answering (Ray ends a driver that lost it within a minute)
 
     @classmethod
     def open(cls, address: str, targets) -> "_Connection":
@@ -446,6 +462,7 @@ def _run_on_ray(conn: _Connection, plan, out_dir, todo, statuses, bars, on_resul
                     if now - since >= LOST_GRACE_S:
                         fail_all(dict(pending), f"the Ray cluster at {conn.gcs} stopped answering; rerun the plan")
                         conn.owned = False   # a shutdown would wait for the dead cluster
+                        conn.lost = True
                     continue
                 lost_since.pop("", None)
                 alive = _alive_resources(ray)
