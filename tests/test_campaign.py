@@ -123,6 +123,22 @@ def test_unreachable_cluster_is_an_error_not_a_hang(tmp_path):
     assert not (tmp_path / "o").exists()   # nothing written before the cluster was reached
 
 
+def test_auto_with_a_stale_recorded_cluster_is_an_error(tmp_path, monkeypatch):
+    """--ray auto connects to the cluster `ray start` recorded; a stale record (the cluster stopped)
+    is an error at once, not Ray's endless retries."""
+    ray = pytest.importorskip("ray", reason="Ray is the optional extra estimate[fleet] (installed with [test])")
+    if ray.is_initialized():
+        pytest.skip("this process is already connected to a Ray cluster (run the module in file order)")
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("127.0.0.1:1\n")
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    p = _plan(tmp_path, [{"name": "lab-a", "resources": {"device": "lab-a"}}])
+    code, _, err = run_cli("campaign", str(p), "--out", str(tmp_path / "o"), "--ray", "auto", "-q")
+    assert code == 2 and "127.0.0.1:1" in err and "does not answer" in err
+    assert not (tmp_path / "o").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # local targets
 

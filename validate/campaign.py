@@ -312,12 +312,20 @@ def _run_local(plan, out_dir, todo, statuses, bars, quiet, on_result) -> bool:
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+def _recorded_cluster() -> str | None:
+    """The address `ray start` recorded on this machine (what --ray auto connects to), if any."""
+    base = os.environ.get("RAY_TMPDIR") or "/tmp"
+    try:
+        return Path(base, "ray", "ray_current_cluster").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _loopback_address(address: str) -> bool:
     """A cluster address on this machine's loopback (for `auto`: the one `ray start` recorded)."""
     if address == "auto":
-        try:
-            address = Path(tempfile.gettempdir(), "ray", "ray_current_cluster").read_text().strip()
-        except OSError:
+        address = _recorded_cluster()
+        if address is None:
             return False
     host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
     return host in LOOPBACK_HOSTS
@@ -359,6 +367,11 @@ class _Connection:
             if address != "auto" and not _tcp_reachable(address):
                 raise UserError(f"--ray {address}: nothing answers at that address (a Ray cluster's head, host:port; "
                                 "`ray status` on the head prints it)")
+            recorded = _recorded_cluster() if address == "auto" and not os.environ.get("RAY_ADDRESS") else None
+            if recorded is not None and not _tcp_reachable(recorded):
+                raise UserError(f"--ray auto: the cluster `ray start` recorded on this machine ({recorded}) does not "
+                                "answer (stopped? `ray stop` clears it); start one with `ray start --head`, or give "
+                                "--ray HOST:PORT")
             try:
                 ray.init(address=address, log_to_driver=False, logging_level="WARNING")
             except (ConnectionError, RuntimeError, ValueError) as e:
