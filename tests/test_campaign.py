@@ -308,3 +308,23 @@ def test_ctrl_c_keeps_what_arrived(cluster, tmp_path):
     assert sorted(g["status"] for g in state["groups"]) == ["done", "interrupted"]
     o2 = campaign.run_campaign(plan, tmp_path / "camp", ray_address=cluster.address, quiet=True)
     assert o2.count("done earlier") == 1 and o2.count("done") == 1 and not o2.interrupted
+
+
+def test_ctrl_c_collects_what_finished_meanwhile(cluster, tmp_path):
+    """Ctrl-C while other nodes' groups have finished but not been collected: they are written,
+    not cancelled (each node runs one group at a time; the interrupt comes 8 s after the first
+    result, when the other node's first group is done)."""
+    import time
+
+    p = _plan(tmp_path, [{"name": "lab-a", "resources": {"device": "lab-a"}},
+                         {"name": "lab-b", "resources": {"device": "lab-b"}}])
+    plan = campaign_plan.load_plan(p)
+
+    def interrupt(s):
+        time.sleep(8)
+        raise KeyboardInterrupt
+
+    o = campaign.run_campaign(plan, tmp_path / "camp", ray_address=cluster.address, quiet=True, on_result=interrupt)
+    done = o.count("done")
+    assert o.interrupted and done >= 2 and o.count("interrupted") == 4 - done
+    assert len(_docs(tmp_path / "camp")) == done

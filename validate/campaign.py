@@ -489,6 +489,23 @@ def _run_on_ray(conn: _Connection, plan, out_dir, todo, statuses, bars, on_resul
                                  f"no alive node advertises {', '.join(_missing(t, alive))} any more (node lost); "
                                  "rerun the plan to run it")
         except KeyboardInterrupt:
+            # what already finished is kept: collect it before cancelling the rest
+            try:
+                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0) if pending else ([], [])
+                for ref in ready:
+                    s = pending.pop(ref)
+                    try:
+                        reply = ray.get(ref, timeout=5)
+                    except Exception:  # noqa: BLE001 - failed or unreadable: it is run again next time
+                        s.status = "interrupted"
+                        continue
+                    if "doc" in reply:
+                        j = _store(out_dir, plan, s.group, reply)
+                        s.status, s.result, s.node = "done", str(j.relative_to(out_dir)), reply.get("node")
+                    else:
+                        s.status, s.error, s.node = "failed", reply.get("error"), reply.get("node")
+            except KeyboardInterrupt:
+                pass
             for ref, s in pending.items():
                 ray.cancel(ref, force=True)
                 s.status = "interrupted"
