@@ -144,6 +144,7 @@ class CostTable:
     weights_present: bool = True
     tensor_bytes: Mapping[str, float] = field(default_factory=dict, repr=False, compare=False)
     outputs: tuple[str, ...] = ()  # graph outputs (written to DRAM by the roofline)
+    dynamic_shapes: bool = False   # the file has symbolic dims (bound at load): a runtime sees them unbound
 
     # numpy columns, built once, for array arithmetic in the roofline and sweeps
     @cached_property
@@ -370,7 +371,7 @@ def analyze(graph: Graph, *, precision: str | None = None, batch: int = 1) -> Co
     return CostTable(model=graph.name, batch=batch, inputs=inputs, layers=tuple(layers),
                      totals=totals, precision=precision, notes=graph.notes,
                      weights_present=graph.weights_present, tensor_bytes=tensor_bytes,
-                     outputs=tuple(graph.outputs))
+                     outputs=tuple(graph.outputs), dynamic_shapes=bool(graph.symbolic_dims))
 
 
 _CONV_W = {"Conv": 1, "FusedConv": 1, "ConvInteger": 1, "NhwcConv": 1, "QLinearConv": 3}

@@ -126,6 +126,7 @@ class Graph:
     notes: tuple[str, ...] = ()
     opset: int = 0
     weights_present: bool = True
+    symbolic_dims: tuple[str, ...] = ()   # symbolic dim names of the file's inputs the loader bound ('N')
 
     def shape(self, name: str) -> tuple[int, ...] | None:
         t = self.tensors.get(name)

@@ -58,8 +58,12 @@ class Rule:
     then: tuple[Step, ...]
     members_compute: bool = False  # members keep their own arithmetic (one kernel, but the work is done):
     #   attention's Softmax and P V, a pointwise chain's ops; an epilogue's members are free
+    flatten_2d: bool = False       # the runtime fuses only a head it can view as 2-D: rank <= 2, or any
+    #   rank when the file's shapes are static (onnxruntime's MatMulAddFusion; grouping(dynamic=...))
 
-    def starts(self, op_type: str, kind: str) -> bool:
+    def starts(self, op_type: str, kind: str, rank: int = 0, dynamic: bool = False) -> bool:
+        if self.flatten_2d and dynamic and rank > 2:
+            return False
         return op_type in self.head or (CONTRACTION in self.head and kind == "contraction")
 
 
@@ -67,9 +71,10 @@ class Rule:
 RULES: Mapping[str, Rule] = {}
 
 
-def _rule(name: str, head: Sequence[str], *then: tuple, repeat: bool = False, members_compute: bool = False) -> None:
+def _rule(name: str, head: Sequence[str], *then: tuple, repeat: bool = False, members_compute: bool = False,
+          flatten_2d: bool = False) -> None:
     RULES[name] = Rule(name, frozenset(head), tuple(Step(frozenset(o), other, repeat) for o, other in then),  # type: ignore[index]
-                       members_compute)
+                       members_compute, flatten_2d)
 
 
 #: What every runtime folds into the contraction that produces its input: BatchNormalization
@@ -84,13 +89,19 @@ _rule("conv_epilogue", ["Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "
       (["BatchNormalization"], "constant"), (["Add", "Sum"], "any"), (ACTIVATIONS, "constant"))
 # a Gemm (its bias in the node) and its activation
 _rule("gemm_activation", ["Gemm", "FusedGemm"], (ACTIVATIONS, "constant"))
-# a bias added after a MatMul (Gemm when onnxruntime fuses it); then an activation
-_rule("matmul_add", ["MatMul"], (["Add"], "constant"), (ACTIVATIONS, "constant"))
-# x * sigmoid(x) (SiLU / Swish): one element-wise kernel
-_rule("silu", ["Sigmoid", "HardSigmoid"], (["Mul"], "head_input"))
-# GELU written out with Erf: x / sqrt(2) -> Erf -> + 1 -> * x -> * 0.5
+# a bias added after a MatMul (Gemm when onnxruntime fuses it); then an activation. onnxruntime
+# (MatMulAddFusion, checked on 1.32) fuses a 2-D MatMul always, a 3-D one ([N, 128, 768]) only
+# when the file's shapes are static (it rewrites it as Reshape, Gemm, Reshape); with a symbolic
+# dim (every torch export with dynamic axes) the MatMul and the Add run as two kernels
+_rule("matmul_add", ["MatMul"], (["Add"], "constant"), (ACTIVATIONS, "constant"), flatten_2d=True)
+# x * sigmoid(x) (SiLU / Swish): one element-wise kernel that still does both ops (the Mul is
+# not free: no contraction hides it)
+_rule("silu", ["Sigmoid", "HardSigmoid"], (["Mul"], "head_input"), members_compute=True)
+# GELU written out with Erf: x / sqrt(2) -> Erf -> + 1 -> * x -> * 0.5; one kernel (onnxruntime's
+# Gelu / BiasGelu) that still evaluates every step, the Erf above all: on this host a Gelu
+# costs about 3 times an Add of the same size (kernel samples of hw detect)
 _rule("gelu_erf", ["Div", "Mul"], (["Erf"], "constant"), (["Add"], "constant"), (["Mul"], "head_input"),
-      (["Mul"], "constant"))
+      (["Mul"], "constant"), members_compute=True)
 # a BatchNormalization not folded into a conv (DenseNet's pre-activation after a Concat) and its
 # activation: one per-channel scale-shift kernel (onnxruntime: a depthwise 1x1 NCHWc Conv with
 # the activation fused)
@@ -142,12 +153,16 @@ def parse_rule(where: str, data: Any) -> Rule | str:
         return data
     if not isinstance(data, Mapping):
         raise UserError(f"{where}: expected a rule name or a mapping with name, head, then")
-    unknown = set(data) - {"name", "head", "then", "members_compute"}
+    unknown = set(data) - {"name", "head", "then", "members_compute", "flatten_2d"}
     if unknown:
-        raise UserError(f"{where}: unknown key '{sorted(unknown)[0]}' (known: name, head, then, members_compute)")
+        raise UserError(f"{where}: unknown key '{sorted(unknown)[0]}' (known: name, head, then, members_compute, "
+                        "flatten_2d)")
     mc = data.get("members_compute", False)
     if not isinstance(mc, bool):
         raise UserError(f"{where}.members_compute: expected true or false, got {mc!r}")
+    f2 = data.get("flatten_2d", False)
+    if not isinstance(f2, bool):
+        raise UserError(f"{where}.flatten_2d: expected true or false, got {f2!r}")
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise UserError(f"{where}.name: expected a text")
@@ -170,7 +185,7 @@ def parse_rule(where: str, data: Any) -> Rule | str:
         if not isinstance(exact, bool):
             raise UserError(f"{w}.exact: expected true or false, got {exact!r}")
         steps.append(Step(_ops(f"{w}.ops", st.get("ops")), other, repeat, exact))
-    return Rule(name, head, tuple(steps), mc)
+    return Rule(name, head, tuple(steps), mc, f2)
 
 
 def _ops(where: str, v: Any) -> frozenset[str]:
@@ -188,15 +203,17 @@ def rule_to_data(r: Rule | str) -> Any:
     return {"name": r.name, "head": sorted(r.head),
             "then": [{"ops": sorted(s.ops), **({"other": s.other} if s.other != "constant" else {}),
                       **({"repeat": True} if s.repeat else {}), **({"exact": True} if s.exact else {})}
-                     for s in r.then], **({"members_compute": True} if r.members_compute else {})}
+                     for s in r.then], **({"members_compute": True} if r.members_compute else {}),
+            **({"flatten_2d": True} if r.flatten_2d else {})}
 
 
-def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | set[str] = frozenset()) -> list[int]:
+def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | set[str] = frozenset(),
+          dynamic: bool = False) -> list[int]:
     """Kernel head of every layer (see grouping())."""
-    return grouping(layers, rules)[0]
+    return grouping(layers, rules, dynamic)[0]
 
 
-def grouping(layers: Sequence, rules: Sequence[Rule]) -> tuple[list[int], list[bool]]:
+def grouping(layers: Sequence, rules: Sequence[Rule], dynamic: bool = False) -> tuple[list[int], list[bool]]:
     """(kernel head of every layer: its own index when it heads a kernel or runs alone; whether
     a member keeps its own arithmetic: it joined under a rule with members_compute, such as
     attention's P V MatMul).
@@ -208,7 +225,8 @@ def grouping(layers: Sequence, rules: Sequence[Rule]) -> tuple[list[int], list[b
     layer joins when it matches any of them (the candidates it does not match drop out), so a
     profile's list order does not hide a rule: a Conv followed by a residual Add joins under
     conv_epilogue even when epilogue is listed first, a MatMul followed by a scale and a Softmax
-    under attention even when matmul_add is listed too.
+    under attention even when matmul_add is listed too. `dynamic`: the file has symbolic dims (the
+    loader bound them), so a runtime cannot flatten a head of rank > 2 (Rule.flatten_2d).
     """
     n = len(layers)
     head = list(range(n))
@@ -264,7 +282,8 @@ def grouping(layers: Sequence, rules: Sequence[Rule]) -> tuple[list[int], list[b
             break
         if joined:
             continue
-        cands = [(rule, 0) for rule in rules if rule.starts(l.op_type, l.kind)]
+        rank = len(l.output_shape or ())
+        cands = [(rule, 0) for rule in rules if rule.starts(l.op_type, l.kind, rank, dynamic)]
         if cands and l.outputs:
             state[i] = (cands, l.outputs[0], ins[0] if ins else "")
     return head, work

@@ -613,7 +613,8 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
         path=path, nodes=out_nodes, tensors=infos,
         inputs=tuple(vi.name for vi in real_inputs), outputs=tuple(o.name for o in g.output),
         constants=frozenset(constants), const_nodes=frozenset(const_nodes),
-        const_values=const_values, notes=tuple(notes), opset=opset, weights_present=weights_present)
+        const_values=const_values, notes=tuple(notes), opset=opset, weights_present=weights_present,
+        symbolic_dims=tuple(sorted(bindings)))
 
 
 def _check_missing_values(src, nodes, names, infos, missing_small) -> None:

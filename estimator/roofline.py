@@ -178,7 +178,8 @@ class LayerArrays:
             for i, r in enumerate(rows):
                 out[i, :len(r)] = r
             return out
-        heads_l, work_l = kernels.grouping(layers, kernels.rules_for(None, None) if rules is None else rules)
+        heads_l, work_l = kernels.grouping(layers, kernels.rules_for(None, None) if rules is None else rules,
+                                           dynamic=table.dynamic_shapes)
         heads = np.array(heads_l, dtype=np.int64)
         fused = heads != np.arange(L)
         fused_work = np.array(work_l, dtype=bool) & fused   # members that keep their arithmetic

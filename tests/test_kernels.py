@@ -24,7 +24,7 @@ def _w(name, shape):
 
 
 def _kernels(table, names):
-    heads = kernels.group(table.layers, kernels.rules_for(names, None))
+    heads = kernels.group(table.layers, kernels.rules_for(names, None), dynamic=table.dynamic_shapes)
     by = [l.name for l in table.layers]
     return {by[i]: by[h] for i, h in enumerate(heads)}
 
@@ -82,6 +82,20 @@ def test_gelu_written_with_erf_is_one_kernel():
                 helper.make_node("Mul", ["x", "a"], ["m"], name="mul"),
                 helper.make_node("Mul", ["m", "half"], ["y"], name="half_mul")], [("x", [2, 16])], c, "y")
     assert set(_kernels(t, ["gelu_erf"]).values()) == {"div"}
+    # one kernel that still does every step: 5 ops per element (Div, Erf, Add, Mul, Mul: the
+    # counting rule of estimator/ops/elementwise.py), 32 elements, at 1 op per ns; one overhead
+    fused = roofline.predict(t, _profile(vector_ops_per_cycle={"fp32": 1.0}, layer_overhead_s=1e-5,
+                                         fusion=["gelu_erf"]), [1], "fp32")
+    assert fused.latency_s[0] == pytest.approx(1e-5 + 5 * 32 / 1e9, rel=1e-6)
+
+
+def test_silu_kernel_keeps_the_mul():
+    """x * sigmoid(x) as one kernel: Sigmoid's 3 ops and the Mul's 1 per element, one overhead."""
+    t = _table([helper.make_node("Sigmoid", ["x"], ["s"], name="sig"),
+                helper.make_node("Mul", ["x", "s"], ["y"], name="mul")], [("x", [2, 16])], [], "y")
+    p = roofline.predict(t, _profile(vector_ops_per_cycle={"fp32": 1.0}, layer_overhead_s=1e-5, fusion=["silu"]),
+                         [1], "fp32")
+    assert p.latency_s[0] == pytest.approx(1e-5 + 4 * 32 / 1e9, rel=1e-6)
 
 
 def test_batchnorm_after_a_concat_and_its_relu_are_one_kernel():
@@ -107,6 +121,36 @@ def test_matmul_bias_add_fuses_a_residual_add_does_not():
                 helper.make_node("Add", ["a", "x"], ["y"], name="residual")],
                [("x", [2, 16])], [_w("w", [16, 16]), _w("b", [16])], "y")
     assert _kernels(t, ["matmul_add"]) == {"mm": "mm", "bias": "mm", "residual": "residual"}
+
+
+def _bias_matmul(shape, batch_sym):
+    """MatMul [.., 16] x [16, 16] + bias; the first input dim symbolic ('N') or fixed."""
+    shp = ["N"] + list(shape[1:]) if batch_sym else list(shape)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+                           helper.make_node("Add", ["m", "b"], ["y"], name="bias")], "k",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, shp)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [_w("w", [16, 16]), _w("b", [16])])
+    return api._analyze_graph(load_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])))
+
+
+@pytest.mark.parametrize("shape,sym,fused", [((2, 16), True, True), ((2, 16), False, True),
+                                             ((1, 8, 16), True, False), ((1, 8, 16), False, True)])
+def test_matmul_add_needs_a_2d_view(shape, sym, fused):
+    """onnxruntime 1.32 (MatMulAddFusion) turns MatMul + bias Add into Gemm when the MatMul is 2-D,
+    or of higher rank with static shapes (Reshape, Gemm, Reshape); a 3-D MatMul of a file with a
+    symbolic dim ([N, 128, 768] of every dynamic-axes torch export) runs as MatMul, then Add."""
+    t = _bias_matmul(shape, sym)
+    assert t.dynamic_shapes is sym
+    assert _kernels(t, ["matmul_add"])["bias"] == ("mm" if fused else "bias")
+
+
+def test_flatten_2d_round_trips_and_is_checked():
+    r = kernels.RULES["matmul_add"]
+    assert r.flatten_2d
+    data = kernels.rule_to_data(kernels.Rule("mine", r.head, r.then, False, True))
+    assert data["flatten_2d"] is True and kernels.parse_rule("p.yaml: fusion[0]", data).flatten_2d
+    with pytest.raises(UserError, match=r"fusion\[0\]\.flatten_2d: expected true or false"):
+        kernels.parse_rule("p.yaml: fusion[0]", {**data, "flatten_2d": "yes"})
 
 
 def test_a_tensor_read_twice_is_not_fused():
