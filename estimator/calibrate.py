@@ -89,6 +89,18 @@ class ConfigObs:
     # runtime kernels the profile's fusion rules do not form (see unmodelled_fusion): out of the
     # fit, their measured time (scaled as the groups') and their member layers out of the e2e row
     left_out: tuple[tuple[str, str, float, tuple[int, ...]], ...] = ()   # (head, runtime kernel, measured_s, members)
+    # profiler events (runtime kernels, layout conversions included) behind each group, aligned
+    # with `groups`; () for kernel samples, which are timed without the profiler
+    group_events: tuple[int, ...] = ()
+    events_total: int = 0                  # profiler events in kernel_total_s (every group's, left out ones too)
+
+    def profiler_factor(self, profiler_s: float) -> float:
+        """How much larger the per-layer times get when `profiler_s` per event is taken out of
+        kernel_total_s before the rescale to the p50 (layer_scale = p50 / kernel_total_s)."""
+        kt = self.kernel_total_s or 0.0
+        if not (kt > 0 and profiler_s > 0 and self.events_total):
+            return 1.0
+        return kt / max(kt - profiler_s * self.events_total, 0.5 * kt)
 
     @property
     def left_out_s(self) -> float:
@@ -202,7 +214,10 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
             groups = tuple((h, t * scale, tuple(members.get(h, ()))) for h, t in heads.items())
             by_model.setdefault(name, []).append((ConfigObs(
                 file=file, model=name, batch=int(c["batch"]), precision=precision, measured_s=float(lat["p50"]),
-                groups=groups, kernel_total_s=kt, layer_scale=scale), runtime, set(index)))
+                groups=groups, kernel_total_s=kt, layer_scale=scale,
+                group_events=tuple(max(len(runtime.get(h) or ()), 1) for h in heads),
+                events_total=sum(max(len(runtime.get(h) or ()), 1) for h in heads) if rescale_layers else 0),
+                runtime, set(index)))
     models = []
     for name, obs in by_model.items():
         la = LayerArrays.from_table(tables[name], rules=rules, layout=layout)
@@ -251,11 +266,15 @@ def unmodelled_fusion(kernels: Sequence[str], members: Sequence[int], la: LayerA
 
 
 def _leave_out_unmodelled(c: ConfigObs, la: LayerArrays, runtime: Mapping[str, Sequence[str]], nodes: set[str]) -> ConfigObs:
-    keep, out = [], []
-    for h, t, members in c.groups:
+    keep, events, out = [], [], []
+    for (h, t, members), e in zip(c.groups, c.group_events or (1,) * len(c.groups)):
         k = unmodelled_fusion(runtime.get(h, ()), members, la, nodes)
-        (out.append((h, k, t, members)) if k else keep.append((h, t, members)))
-    return dataclasses.replace(c, groups=tuple(keep), left_out=tuple(out)) if out else c
+        if k:
+            out.append((h, k, t, members))
+        else:
+            keep.append((h, t, members))
+            events.append(e)
+    return dataclasses.replace(c, groups=tuple(keep), group_events=tuple(events), left_out=tuple(out)) if out else c
 
 
 def sample_dataset(doc: Mapping, precision: str, *, source: str = "kernel samples",
@@ -483,6 +502,7 @@ class FitResult:
     overhead_classes: tuple[str, ...] = ()  # classes whose overhead was fitted
     memory_kept: bool = False           # too little DRAM-bound time: memory efficiency kept from the input profile
     tied: tuple[tuple[str, str], ...] = ()  # (class, parent): too little data of its own, follows its parent
+    profiler_s: float = 0.0             # fitted profiler cost per kernel event of the per-layer times (not a profile key)
 
 
 def _bounded_lsq(A: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, free: np.ndarray,
@@ -526,9 +546,10 @@ def fit(data: Dataset, profile: HardwareProfile, *, use_layers: bool = True, use
 
 def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bool, use_e2e: bool) -> FitResult:
     nC = len(LAYER_CLASSES)
-    nP = 2 * nC + 3
+    nP = 2 * nC + 4
     S_COL = 2 * nC + 1
     G_COL = 2 * nC + 2   # the in-graph fixed cost per kernel
+    P_COL = 2 * nC + 3   # the profiler's cost per kernel event, in the per-layer times only (a nuisance, not in Params)
     # which classes have work in the data
     work = np.zeros(nC)
     major = np.zeros(nC, dtype=bool)   # carries >= MIN_CLASS_SHARE of some model's compute time
@@ -563,7 +584,10 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
     # samples (timed alone: without it) next to whole models (with it)
     has_samples = any(b.in_graph == 0.0 for b in bases)
     has_models = any(b.in_graph > 0.0 for b in bases)
-    free = np.r_[major, True, ov_free, has_act, has_samples and has_models]
+    # the profiler's cost per event is told apart from the in-graph cost by the end-to-end rows
+    # (timed without the profiler) next to the per-layer ones
+    has_profile = use_layers and use_e2e and any(c.group_events for m in data.models for c in m.configs)
+    free = np.r_[major, True, ov_free, has_act, has_samples and has_models, has_profile]
 
     def untie(th: np.ndarray) -> np.ndarray:
         th = th.copy()
@@ -571,16 +595,17 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
         th[nC + 1:2 * nC + 1] = th[nC + 1 + ov_col]
         return th
 
-    lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, np.zeros(nC), 0.0, 0.0]
+    lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, np.zeros(nC), 0.0, 0.0, 0.0]
     hi = np.r_[np.full(nC, 1.0 / EFF_MIN), 1.0 / EFF_MIN, np.full(nC, OVERHEAD_MAX_S), 1.0 / ONCHIP_MIN_BPS,
-               OVERHEAD_MAX_S]
-    theta = np.clip(np.where(free, start.vector(), prior.vector()), lo, hi)
+               OVERHEAD_MAX_S, OVERHEAD_MAX_S]
+    theta = np.clip(np.where(free, np.r_[start.vector(), 0.0], np.r_[prior.vector(), 0.0]), lo, hi)
     it = 0
     converged = False
     rows_l = rows_e = 0
     mem_kept = False
     for attempt in range(2):
         prev_branch = None
+        prof_prev = theta[P_COL]
         recent: list[np.ndarray] = []
         for it in range(1, MAX_OUTER + 1):
             p = Params.from_vector(theta)
@@ -605,13 +630,16 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
                     R[idx, G_COL] = b.costed * npass * b.in_graph
                     n_groups = 0
                     if use_layers:
-                        for _, t, members in c.groups:
+                        # the profiler's cost per event (previous iteration's) out of the rescale
+                        f = c.profiler_factor(theta[P_COL])
+                        for (_, t, members), ev in zip(c.groups, c.group_events or (0,) * len(c.groups)):
                             if not members or t <= 0:
                                 continue
                             row = R[list(members)].sum(axis=0)
                             if not row.any():
                                 continue
-                            A_rows.append(row / t)
+                            row[P_COL] = ev * c.layer_scale * f
+                            A_rows.append(row / (t * f))
                             y_rows.append(1.0)
                             n_groups += 1
                     rows_l += n_groups
@@ -631,14 +659,17 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
             sol = _bounded_lsq(As, y, lo * scale, hi * scale, free, theta * scale)
             theta = untie(sol / scale)
             branch = np.concatenate(branch_all) if branch_all else np.zeros(0, dtype=bool)
-            if prev_branch is not None and np.array_equal(branch, prev_branch):
+            settled = abs(theta[P_COL] - prof_prev) <= 1e-3 * max(theta[P_COL], 1e-9)
+            prof_prev = theta[P_COL]
+            if prev_branch is not None and np.array_equal(branch, prev_branch) and settled:
                 converged = True
                 break
             prev_branch = branch
             recent = (recent + [theta.copy()])[-6:]
         if not converged and recent:
             # the branches cycle: take the best of the last solutions by the true (max-based) objective
-            theta = min(recent, key=lambda th: _true_rms(data, bases, Params.from_vector(th), use_layers, use_e2e))
+            theta = min(recent, key=lambda th: _true_rms(data, bases, Params.from_vector(th), use_layers, use_e2e,
+                                                         th[P_COL]))
         # memory efficiency is identified only by DRAM-bound layers: when they carry less than
         # MIN_CLASS_SHARE of every configuration's time at the solution, keep the input profile's
         # value and fit the rest again; if that value then makes layers DRAM-bound (the input's
@@ -671,11 +702,11 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
     theta[:nC] = np.where(keep, theta[:nC], np.clip(prior.x_class, lo[:nC], hi[:nC]))
     keep = keep | keep[eff_col]        # tied children follow what their parent kept
     theta = untie(theta)
-    rms = _true_rms(data, bases, Params.from_vector(theta), use_layers, use_e2e)
+    rms = _true_rms(data, bases, Params.from_vector(theta), use_layers, use_e2e, theta[P_COL])
     fitted = tuple(c for c, k in zip(LAYER_CLASSES, keep) if k)
     ov_fitted = tuple(c for c, k in zip(LAYER_CLASSES, ov_free[ov_col]) if k)
     return FitResult(Params.from_vector(theta), fitted, it, converged, rows_l, rows_e, rms, ov_fitted,
-                     memory_kept=mem_kept, tied=tuple(sorted(tied.items())))
+                     memory_kept=mem_kept, tied=tuple(sorted(tied.items())), profiler_s=float(theta[P_COL]))
 
 
 def _dram_bound(data: Dataset, bases, p: Params) -> bool:
@@ -690,19 +721,21 @@ def _dram_bound(data: Dataset, bases, p: Params) -> bool:
     return False
 
 
-def _true_rms(data: Dataset, bases, p: Params, use_layers: bool, use_e2e: bool) -> float:
-    """RMS of the weighted relative residuals with the real max() (the fit's objective)."""
+def _true_rms(data: Dataset, bases, p: Params, use_layers: bool, use_e2e: bool, profiler_s: float = 0.0) -> float:
+    """RMS of the weighted relative residuals with the real max() (the fit's objective);
+    `profiler_s`: the profiler's cost per event in the per-layer times."""
     res = []
     for b, m in zip(bases, data.models):
         for c in m.configs:
             t = _layer_times(b, c.batch, p)
             n = 0
             if use_layers:
-                for _, meas, members in c.groups:
+                f = c.profiler_factor(profiler_s)
+                for (_, meas, members), ev in zip(c.groups, c.group_events or (0,) * len(c.groups)):
                     if members and meas > 0:
                         pr = t[list(members)].sum()
                         if pr > 0:
-                            res.append(pr / meas - 1)
+                            res.append((pr + profiler_s * ev * c.layer_scale * f) / (meas * f) - 1)
                             n += 1
             if use_e2e:
                 rest = t.sum() - (t[list(c.left_out_layers)].sum() if c.left_out else 0.0)

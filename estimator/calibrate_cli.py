@@ -406,6 +406,10 @@ def calibrate_command(
         rep.notes.append("measured kernels left out of the fit (end to end too): runtime fusions the profile's rules do "
                          "not form, which the roofline splits into several kernels and cannot price (docs/roofline.md, "
                          "\"Kernels\"); predictions of models with them miss by their difference: " + left)
+    if fr.profiler_s > 0:
+        rep.notes.append(f"the per-layer times carry {fr.profiler_s * 1e6:.2f} us of onnxruntime's profiler per kernel "
+                         "event (fitted with the rest; the end-to-end p50 is timed without the profiler): taken out of "
+                         "the per-layer rows, not a figure of the profile")
     counts = dict(data.measured().counts, layer_groups=fr.rows_layer)
     result_files = [f for f, _ in docs]
     batches = {m.name: sorted({c.batch for c in m.configs}) for m in data.measured().models}

@@ -432,3 +432,30 @@ def test_runtime_fusions_the_rules_do_not_form_are_left_out_of_the_fit(monkeypat
     assert cal.unmodelled_fusion([table.layers[members[0]].name], members, la, nodes) is None
     assert cal.unmodelled_fusion(["x_nchwc"], members, la, nodes) is None
     assert cal.unmodelled_fusion(["SkipLayerNormalization_7"], members[:1], la, nodes) is None
+
+
+def test_the_profilers_cost_per_event_is_fitted_out_of_the_layer_times():
+    """onnxruntime's profiler adds about 3 us to every kernel event it records (a 0.2 us Relu
+    shows 3.0 us on this project's host); the per-layer times carry it, the end-to-end p50
+    (timed without the profiler) does not. A round trip with 3 us added to every measured
+    kernel recovers the truth and the 3 us."""
+    truth = _profile(**json.loads(json.dumps(TRUTH)))
+    entries = []
+    for name in ("resnet50", "mobilenetv2", "yolov3-tiny", "bert-base"):   # the synthetic fixture's models
+        table = api.analyze(name, batch=1, precision="fp32")
+        doc = _fake_doc(table, truth, [1, 2, 4], name)
+        for c in doc["configurations"]:
+            heads = [e for e in c["layers"] if "fused_into" not in e and e["measured_s"] > 0]
+            for e in heads:
+                e["measured_s"] += 3e-6
+            c["layer_totals"] = {"kernel_total_s": c["layer_totals"]["kernel_total_s"] + 3e-6 * len(heads)}
+        entries.append((f"{name}.json", doc, table))
+    data = cal.build_dataset(entries, "fp32")
+    fr = cal.fit(data, _profile())
+    assert fr.profiler_s == pytest.approx(3e-6, rel=0.03)
+    eff, ov = fr.params.efficiencies(), fr.params.overheads()
+    for c in ("conv1x1", "depthwise", "gemm", "elementwise"):
+        assert eff[c] == pytest.approx(truth.efficiency.compute_for(c), rel=0.02), c
+        assert ov[c] == pytest.approx(2e-5, rel=0.05), c
+    # without end-to-end rows the profiler's cost cannot be told from the classes' own: not fitted
+    assert cal.fit(data, _profile(), use_e2e=False).profiler_s == 0.0
