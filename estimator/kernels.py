@@ -94,6 +94,9 @@ _rule("gemm_activation", ["Gemm", "FusedGemm"], (ACTIVATIONS, "constant"))
 # when the file's shapes are static (it rewrites it as Reshape, Gemm, Reshape); with a symbolic
 # dim (every torch export with dynamic axes) the MatMul and the Add run as two kernels
 _rule("matmul_add", ["MatMul"], (["Add"], "constant"), (ACTIVATIONS, "constant"), flatten_2d=True)
+# the same at any rank: runtimes that fuse a MatMul's bias whatever its input's shape (TensorRT's
+# fully connected + bias, oneDNN's matmul with a bias post-op)
+_rule("matmul_bias", ["MatMul"], (["Add"], "constant"), (ACTIVATIONS, "constant"))
 # x * sigmoid(x) (SiLU / Swish): one element-wise kernel that still does both ops (the Mul is
 # not free: no contraction hides it)
 _rule("silu", ["Sigmoid", "HardSigmoid"], (["Mul"], "head_input"), members_compute=True)
