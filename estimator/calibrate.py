@@ -107,6 +107,12 @@ class ConfigObs:
         return sum(t for _, _, t, _ in self.left_out)
 
     @property
+    def e2e_usable(self) -> bool:
+        """The end-to-end row is fitted when at least a tenth of the p50 is left after the kernels
+        left out (a configuration that is almost all such kernels says nothing end to end)."""
+        return self.measured_s - self.left_out_s >= 0.1 * self.measured_s
+
+    @property
     def left_out_layers(self) -> tuple[int, ...]:
         return tuple(i for *_, ms in self.left_out for i in ms)
 
@@ -216,7 +222,8 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
                 file=file, model=name, batch=int(c["batch"]), precision=precision, measured_s=float(lat["p50"]),
                 groups=groups, kernel_total_s=kt, layer_scale=scale,
                 group_events=tuple(max(len(runtime.get(h) or ()), 1) for h in heads),
-                events_total=sum(max(len(runtime.get(h) or ()), 1) for h in heads) if rescale_layers else 0),
+                events_total=(sum(max(len(runtime.get(h) or ()), 1) for h in heads) + len(c.get("unmapped") or ())
+                              if rescale_layers else 0)),
                 runtime, set(index)))
     models = []
     for name, obs in by_model.items():
@@ -255,9 +262,13 @@ def unmodelled_fusion(kernels: Sequence[str], members: Sequence[int], la: LayerA
     else None. The roofline cannot represent such a kernel (its cost is the fused node's, not
     the sum of the kernels the rules form: on this host a SkipLayerNormalization of 128 x 768
     takes 205 us, the Add and LayerNormalization it replaces 17 and 31 us), so fitting to it
-    would bend the classes it is split into. A layout conversion the runtime adds (`..._nchwc`,
-    Reorder) is not such a kernel."""
-    new = [k for k in kernels if k not in nodes and not k.endswith("_nchwc") and not k.startswith("Reorder")]
+    would bend the classes it is split into. A kernel the runtime inserts (a layout conversion
+    `..._nchwc` or Reorder, a Transpose the transpose optimizer moved, a Cast, a (de)quantization
+    or a copy: validate.profile_join.ADDED_OPS) is not such a kernel."""
+    from .validate.profile_join import ADDED_OPS   # kernels a runtime inserts (layout, casts, copies), not fusions
+
+    inserted = tuple(ADDED_OPS) + ("InsertedPrecisionFreeCast", "Memcpy")
+    new = [k for k in kernels if k not in nodes and not k.endswith("_nchwc") and not k.startswith(inserted)]
     if not new:
         return None
     costed = la.costed & ~la.is_view
@@ -643,7 +654,7 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
                             y_rows.append(1.0)
                             n_groups += 1
                     rows_l += n_groups
-                    if use_e2e:
+                    if use_e2e and c.e2e_usable:
                         w = math.sqrt(max(n_groups, 1))
                         e2e = R.sum(axis=0) - (R[list(c.left_out_layers)].sum(axis=0) if c.left_out else 0.0)
                         A_rows.append(w * e2e / (c.measured_s - c.left_out_s))
@@ -737,7 +748,7 @@ def _true_rms(data: Dataset, bases, p: Params, use_layers: bool, use_e2e: bool, 
                         if pr > 0:
                             res.append((pr + profiler_s * ev * c.layer_scale * f) / (meas * f) - 1)
                             n += 1
-            if use_e2e:
+            if use_e2e and c.e2e_usable:
                 rest = t.sum() - (t[list(c.left_out_layers)].sum() if c.left_out else 0.0)
                 res.append(math.sqrt(max(n, 1)) * (rest / (c.measured_s - c.left_out_s) - 1))
     return float(np.sqrt(np.mean(np.square(res)))) if res else float("nan")
@@ -879,7 +890,9 @@ def params_dict(p: Params, fr: FitResult | None = None, profile: HardwareProfile
     if fr is not None:
         d.update({"fitted_classes": list(fr.fitted_classes), "overhead_classes": list(fr.overhead_classes),
                   "memory_efficiency_kept": fr.memory_kept, "iterations": fr.iterations, "converged": fr.converged,
-                  "rows_layer": fr.rows_layer, "rows_e2e": fr.rows_e2e, "residual_rms": fr.residual_rms})
+                  "rows_layer": fr.rows_layer, "rows_e2e": fr.rows_e2e, "residual_rms": fr.residual_rms,
+                  # a property of the per-layer measurement, not a profile key
+                  "profiler_s_per_event": float(f"{fr.profiler_s:.4g}")})
     return d
 
 
@@ -953,7 +966,7 @@ def calibrate(data: Dataset, profile: HardwareProfile, *, cross_validate: bool =
                  family_cv=error_stats(pts_fam), points_family_cv=_per_point(pts_fam),
                  families={n: family_of(n) for n in names})
     if not fr.converged:
-        rep.notes.append(f"the branch assignment did not settle in {fr.iterations} passes; the last solution is used")
+        rep.notes.append(f"the branch assignment (or the profiler's cost per event) did not settle in {fr.iterations} passes; the last solution is used")
     return fr, rep
 
 

@@ -6,6 +6,7 @@ fit in estimator.calibrate (pure). `register(app)` adds both to the main app.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -226,7 +227,8 @@ def _model_table(file: str, doc: dict, precision: str, cache: dict):
     dims = {}
     if st.get("scenario") == "generation":   # a decode step at the middle of the generation (validate/generate.py)
         dims = {"seq_len": 1, "past": int(st["prompt"]) + (int(st["generate"]) - 2) // 2}
-    key = (m["name"], m["sha256"], tuple(sorted(dims.items())))
+    key = (m["name"], m["sha256"], tuple(sorted(dims.items())),
+           tuple(sorted({int(c["batch"]) for c in doc.get("configurations", []) if "batch" in c})))
     if key in cache:
         return cache[key]
     if m.get("builtin") and dims:
@@ -246,8 +248,21 @@ def _model_table(file: str, doc: dict, precision: str, cache: dict):
         raise UserError(f"{file}: results are for another version of model '{m['name']}' "
                         f"(sha256 {m['sha256'][:12]}..., {what} has {sha[:12]}...); re-run estimate validate")
     table = api.analyze(str(path), batch=1, precision=precision, **dims)
+    if not table.dynamic_shapes and _ran_with_symbolic_batch(path, doc):
+        table = dataclasses.replace(table, dynamic_shapes=True)
     cache[key] = table
     return table
+
+
+def _ran_with_symbolic_batch(path, doc: dict) -> bool:
+    """A file that fixes its batch, validated at other batches, ran as a copy with a symbolic
+    batch (validate.runner: modelprep.with_symbolic_batch), so onnxruntime saw dynamic shapes."""
+    from .validate import modelprep
+
+    batches = {int(c["batch"]) for c in doc.get("configurations", []) if "batch" in c}
+    specs = modelprep.file_input_specs(path)
+    return any(s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0 and any(b != s.shape[0] for b in batches)
+               for s in specs)
 
 
 def _kernel_samples(profile, hw: str, precision: str, rules, layout):

@@ -336,9 +336,13 @@ def _apply_overrides(src: str, inputs: list[onnx.ValueInfoProto], batch: int | N
 
 
 def _bind(bindings: dict[str, int], old: list, new: list) -> None:
+    """Record the symbolic dims set: a named one by its name, an unnamed one ('?', no value) as
+    '?<k>', which matches no dim_param but says that the file has dynamic dims (Graph.symbolic_dims)."""
     for o, n in zip(old, new):
         if isinstance(o, str) and o and o not in bindings:
             bindings[o] = int(n)
+        elif o is None or o == "" or (isinstance(o, int) and o <= 0):
+            bindings[f"?{len(bindings)}"] = int(n)
 
 
 def _take_declared_shapes(g: onnx.GraphProto) -> dict[str, tuple[int, ...] | None]:

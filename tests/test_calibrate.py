@@ -3,6 +3,7 @@ clear errors on bad input, and a quick smoke of `estimate hw detect`."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -432,6 +433,30 @@ def test_runtime_fusions_the_rules_do_not_form_are_left_out_of_the_fit(monkeypat
     assert cal.unmodelled_fusion([table.layers[members[0]].name], members, la, nodes) is None
     assert cal.unmodelled_fusion(["x_nchwc"], members, la, nodes) is None
     assert cal.unmodelled_fusion(["SkipLayerNormalization_7"], members[:1], la, nodes) is None
+    # a Transpose the transpose optimizer moved (Swin-T's, filed under a Gather) is inserted, not a fusion
+    assert cal.unmodelled_fusion([table.layers[members[0]].name, "Transpose_token_1"], members, la, nodes) is None
+    # a configuration that is (almost) all such kernels has no end-to-end row
+    c0 = m.configs[0]
+    assert c0.e2e_usable
+    assert not dataclasses.replace(c0, left_out=((c0.groups[0][0], "X", 0.95 * c0.measured_s, ()),)).e2e_usable
+
+
+def test_a_fixed_batch_file_validated_at_other_batches_is_analyzed_as_dynamic(tmp_path):
+    """The runner runs such a file as a copy with a symbolic batch, so onnxruntime sees dynamic
+    shapes (a 3-D MatMul and its bias Add stay two kernels): calibrate analyzes it so."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from estimator.calibrate_cli import _ran_with_symbolic_batch
+
+    w = numpy_helper.from_array(np.full((16, 16), 0.1, np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "k",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    path = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert _ran_with_symbolic_batch(path, {"configurations": [{"batch": 1}, {"batch": 4}]})
+    assert not _ran_with_symbolic_batch(path, {"configurations": [{"batch": 2}]})
 
 
 def test_the_profilers_cost_per_event_is_fitted_out_of_the_layer_times():

@@ -146,6 +146,22 @@ def test_matmul_add_needs_a_2d_view(shape, sym, fused):
     assert _kernels(t, ["matmul_bias"])["bias"] == "mm"
 
 
+def test_an_unnamed_dynamic_dim_counts_as_dynamic_and_the_roofline_sees_it():
+    """An input dim with neither a value nor a name ('?') is dynamic to onnxruntime too; and the
+    roofline itself (not only kernels.group) uses the table's flag: with the symbolic 3-D MatMul
+    the bias Add is a kernel of its own (one more overhead and its pass)."""
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+                           helper.make_node("Add", ["m", "b"], ["y"], name="bias")], "k",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 8, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [_w("w", [16, 16]), _w("b", [16])])
+    t = api._analyze_graph(load_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])))
+    assert t.dynamic_shapes
+    prof = _profile(vector_ops_per_cycle={"fp32": 1.0}, layer_overhead_s=1e-5, fusion=["matmul_add"])
+    dyn = roofline.predict(t, prof, [1], "fp32").latency_s[0]
+    static = roofline.predict(_bias_matmul((1, 8, 16), False), prof, [1], "fp32").latency_s[0]
+    assert dyn - static == pytest.approx(1e-5 + 8 * 16 / 1e9, rel=1e-6)
+
+
 def test_flatten_2d_round_trips_and_is_checked():
     r = kernels.RULES["matmul_add"]
     assert r.flatten_2d

@@ -206,6 +206,11 @@ class InputSpec:
     shape: tuple  # ints and strings (symbolic)
 
 
+def file_input_specs(path) -> list[InputSpec]:
+    """input_specs of a file as declared, without reading its weights."""
+    return input_specs(onnx.load(str(path), load_external_data=False))
+
+
 def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
     inits = {i.name for i in model.graph.initializer}
     specs = []

@@ -602,7 +602,10 @@ def run_validation(model: str, out_dir: Path, opts: Options) -> Outcome:
         # 5. predictions
         if opts.hw:
             for prec in opts.precisions:
-                preds[prec] = _prediction(str(resolved.path), opts.hw, sorted(set(scenario_batches)), prec)
+                # the graph onnxruntime ran: a fixed-batch file swept over batches ran as a copy with a
+                # symbolic batch, whose kernels can differ (kernels.Rule.flatten_2d)
+                preds[prec] = _prediction(str(work_path if need_dynamic else resolved.path), opts.hw,
+                                          sorted(set(scenario_batches)), prec)
                 if preds[prec][1]:
                     doc_notes.append(preds[prec][1])
         snapshot(final=True)
