@@ -471,11 +471,16 @@ def test_the_profilers_cost_per_event_is_fitted_out_of_the_layer_times():
         doc = _fake_doc(table, truth, [1, 2, 4], name)
         for c in doc["configurations"]:
             heads = [e for e in c["layers"] if "fused_into" not in e and e["measured_s"] > 0]
-            for e in heads:
-                e["measured_s"] += 3e-6
-            c["layer_totals"] = {"kernel_total_s": c["layer_totals"]["kernel_total_s"] + 3e-6 * len(heads)}
+            events = 0
+            for k, e in enumerate(heads):
+                # every third kernel has a layout conversion filed under it: two profiler events
+                e["kernels"] = [e["name"]] + ([e["name"] + "_output_nchwc"] if k % 3 == 0 else [])
+                e["measured_s"] += 3e-6 * len(e["kernels"])
+                events += len(e["kernels"])
+            c["layer_totals"] = {"kernel_total_s": c["layer_totals"]["kernel_total_s"] + 3e-6 * events}
         entries.append((f"{name}.json", doc, table))
     data = cal.build_dataset(entries, "fp32")
+    assert {e for m in data.models for c in m.configs for e in c.group_events} == {1, 2}
     fr = cal.fit(data, _profile())
     assert fr.profiler_s == pytest.approx(3e-6, rel=0.03)
     eff, ov = fr.params.efficiencies(), fr.params.overheads()
