@@ -192,6 +192,7 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
         name = doc["model"]["name"]
         tables.setdefault(name, table)
         index = {l.name: i for i, l in enumerate(table.layers)}
+        nodes = set(index)
         for c in doc.get("configurations", []):
             if c.get("precision") != precision or c.get("instances", 1) != 1 or c.get("status", "ok") != "ok":
                 continue
@@ -218,13 +219,12 @@ def build_dataset(entries: Sequence[tuple[str, Mapping, CostTable]], precision: 
             kt = (c.get("layer_totals") or {}).get("kernel_total_s") or sum(heads.values())
             scale = float(lat["p50"]) / kt if rescale_layers and kt else 1.0
             groups = tuple((h, t * scale, tuple(members.get(h, ()))) for h, t in heads.items())
+            events = tuple(max(len(runtime.get(h) or ()), 1) for h in heads)   # profiler events per group
             by_model.setdefault(name, []).append((ConfigObs(
                 file=file, model=name, batch=int(c["batch"]), precision=precision, measured_s=float(lat["p50"]),
-                groups=groups, kernel_total_s=kt, layer_scale=scale,
-                group_events=tuple(max(len(runtime.get(h) or ()), 1) for h in heads),
-                events_total=(sum(max(len(runtime.get(h) or ()), 1) for h in heads) + len(c.get("unmapped") or ())
-                              if rescale_layers else 0)),
-                runtime, set(index)))
+                groups=groups, kernel_total_s=kt, layer_scale=scale, group_events=events,
+                events_total=sum(events) + len(c.get("unmapped") or ()) if rescale_layers else 0),
+                runtime, nodes))
     models = []
     for name, obs in by_model.items():
         la = LayerArrays.from_table(tables[name], rules=rules, layout=layout)
