@@ -467,14 +467,14 @@ def _unit_profile(profile: HardwareProfile) -> HardwareProfile:
 
 
 def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> _Basis:
-    from .roofline import _evaluate_plain  # one pass per batch, no sub-batch or residency choice
+    from .roofline import _evaluate_plain, can_pin  # one pass per batch, no sub-batch or residency choice
 
     want = sorted({c.batch for c in m.configs})
     top = max(want)
     cand = sorted(set(want) | {1 << k for k in range(top.bit_length()) if (1 << k) <= top})
     hw = HwArrays.from_profiles([unit], precision)
     variants = [_evaluate_plain(m.layers, hw, cand, pin_weights=False)]
-    if np.any(variants[0].weight_bytes_total <= hw.sram_bytes):
+    if can_pin(m.layers, hw, variants[0].weight_bytes_total):
         variants.append(_evaluate_plain(m.layers, hw, cand, pin_weights=True))
     costed = m.layers.costed & ~m.layers.is_view
     if m.layers.fused is not None:  # fused epilogues get no overhead (estimator.roofline)

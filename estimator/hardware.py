@@ -55,6 +55,11 @@ ABSURD = 1e21
 
 #: A per-layer overhead of a second or more is a unit mistake (ms or us written as s).
 LAYER_OVERHEAD_MAX_S = 1.0
+#: ``weight_residency`` values (docs/roofline.md, "SRAM residency policy"): "pinned", weights that fit
+#: in sram_bytes stay there from one pass to the next (an accelerator's explicitly managed SRAM);
+#: "cache", a CPU's last-level cache: a whole graph reads its weights from DRAM every pass, a graph of
+#: one weighted kernel called back to back (a kernel sample) finds the share that fits in the cache
+WEIGHT_RESIDENCY: tuple[str, ...] = ("pinned", "cache")
 
 _SHIPPED_PACKAGE = "estimator.hwprofiles"
 _SHIPPED_PREFIX = "shipped:"
@@ -85,6 +90,7 @@ _TOP_KEYS: dict[str, str] = {
     "winograd": "tile and weights",
     "fusion": "the fusion rules grouping layers into kernels: rule names or {name, head, then}",
     "layout": "the runtime's blocked channel layout whose conversions cost data movement: nchwc",
+    "weight_residency": "how weights stay in sram_bytes from one pass to the next: pinned (the default) or cache",
     "kernel_samples": "file name of the kernel samples `estimate hw detect` timed (next to the profile)",
     "energy": "joules per MAC and per DRAM byte",
     "notes": "key -> text",
@@ -260,6 +266,7 @@ class HardwareProfile:
     fusion: tuple | None = None       # fusion rules (names or kernels.Rule); None: the kind's defaults
     kernel_samples: str | None = None  # the samples file detect wrote, relative to the profile's folder
     layout: str | None = None          # "nchwc": layout conversions cost (estimator/kernels.py)
+    weight_residency: str | None = None  # None/"pinned": weights that fit are pinned; "cache": docs/roofline.md
     energy: Energy | None = None
     notes: FrozenMap = field(default_factory=FrozenMap)
     origin: str = field(default="", compare=False, repr=False)
@@ -614,6 +621,9 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
         from . import kernels
 
         fields["layout"] = _choice(origin, "layout", data["layout"], kernels.LAYOUTS, "layout")
+    if "weight_residency" in data:
+        fields["weight_residency"] = _choice(origin, "weight_residency", data["weight_residency"], WEIGHT_RESIDENCY,
+                                             "weight residency")
     if "kernel_samples" in data:
         fields["kernel_samples"] = _text(origin, "kernel_samples", data["kernel_samples"], single_line=True)
     if "kernel_overhead_in_graph_s" in data:
@@ -779,6 +789,8 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
         out["fusion"] = [kernels.rule_to_data(r) for r in p.fusion]
     if p.layout is not None:
         out["layout"] = p.layout
+    if p.weight_residency is not None:
+        out["weight_residency"] = p.weight_residency
     if p.kernel_samples is not None:
         out["kernel_samples"] = p.kernel_samples
     if p.energy is not None:

@@ -275,6 +275,7 @@ class HwArrays:
     units: np.ndarray = None          # (C,) parallel units (profile `parallel`); 0 = no tile/wave term
     tile_m: np.ndarray = None         # (C,) output rows of one tile
     tile_n: np.ndarray = None         # (C,) output columns of one tile
+    weight_cache: np.ndarray = None   # (C,) bool: weight_residency "cache" (docs/roofline.md); None = all pinned
 
     @property
     def count(self) -> int:
@@ -291,7 +292,7 @@ class HwArrays:
     def from_profiles(cls, profiles: Sequence[HardwareProfile], precision: str, winograd: str | None = None) -> "HwArrays":
         if winograd is not None and winograd not in WINOGRAD_TILES:
             raise UserError(f"--winograd: unknown '{winograd}' (use off, f2 or f4)")
-        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte", "onchip", "units", "tm", "tn")}
+        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte", "onchip", "units", "tm", "tn", "wcache")}
         for p in profiles:
             cols["peak"].append(p.peak_macs_per_s(precision))  # raises naming the precisions it has
             v = p.vector_ops_per_s(precision)
@@ -309,6 +310,7 @@ class HwArrays:
             cols["units"].append(float(par.units) if par else 0.0)
             cols["tm"].append(float(par.tile_m) if par else 1.0)
             cols["tn"].append(float(par.tile_n) if par else 1.0)
+            cols["wcache"].append(p.weight_residency == "cache")
             if winograd is not None:
                 tile = WINOGRAD_TILES[winograd]
             else:
@@ -326,7 +328,7 @@ class HwArrays:
                    wino_tile=np.array(cols["tile"]), wino_expand=np.array(cols["exp"], dtype=bool),
                    energy_mac_j=np.array(cols["emac"]), energy_byte_j=np.array(cols["ebyte"]),
                    onchip_bytes_per_s=np.array(cols["onchip"]), units=np.array(cols["units"]),
-                   tile_m=np.array(cols["tm"]), tile_n=np.array(cols["tn"]))
+                   tile_m=np.array(cols["tm"]), tile_n=np.array(cols["tn"]), weight_cache=np.array(cols["wcache"], dtype=bool))
 
     @classmethod
     def grid(cls, base: HardwareProfile, precision: str, winograd: str | None = None,
@@ -366,7 +368,7 @@ class HwArrays:
                                if "layer_overhead_s" in flat else col(one.overhead_s)), wino_tile=col(one.wino_tile),
                    wino_expand=col(one.wino_expand), energy_mac_j=col(one.energy_mac_j), energy_byte_j=col(one.energy_byte_j),
                    onchip_bytes_per_s=flat.get("onchip_bandwidth_bytes_per_s", col(one.onchip_bytes_per_s)),
-                   units=col(one.units), tile_m=col(one.tile_m), tile_n=col(one.tile_n))
+                   units=col(one.units), tile_m=col(one.tile_m), tile_n=col(one.tile_n), weight_cache=col(one.weight_cache))
 
 
 # ----------------------------------------------------------------------------- core
@@ -482,7 +484,7 @@ def _best_residency(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> Ra
     Pinning is not always better: pinned weights can push activations out to DRAM. Choosing
     the faster keeps latency non-increasing as SRAM grows."""
     stream = _evaluate_plain(la, hw, batches, pin_weights=False)
-    if not np.any(stream.weight_bytes_total <= hw.sram_bytes):
+    if not can_pin(la, hw, stream.weight_bytes_total):
         return stream
     pin = _evaluate_plain(la, hw, batches, pin_weights=True)
     use_pin = pin.latency_s <= stream.latency_s                          # (C, B)
@@ -496,6 +498,32 @@ def _best_residency(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> Ra
                          dram_bytes=pick(pin.dram_bytes, stream.dram_bytes), util=stream.util, macs=stream.macs,
                          weights_resident=use_pin & pin.weights_resident, weight_bytes_total=stream.weight_bytes_total,
                          fits=pick(pin.fits, stream.fits), energy_j=pick(pin.energy_j, stream.energy_j))
+
+
+def weighted_kernels(la: LayerArrays) -> int:
+    """How many costed layers of the graph read weights."""
+    return int(((la.weight_bytes > 0) & la.costed & ~la.is_view).sum())
+
+
+def weight_hits(la: LayerArrays, hw: HwArrays, wtotal: np.ndarray) -> np.ndarray:
+    """(C,) the share of the weights found in SRAM at the start of a pass (docs/roofline.md, "SRAM
+    residency policy"). Pinned: 1 when all of them fit, else 0. Cache (weight_residency: cache, a
+    CPU's last-level cache): a whole graph's weights are gone by the time a pass comes back to them
+    (the rest of the model's traffic and other processes evict them), so 0; a graph of one weighted
+    kernel called back to back keeps min(1, cache / weights) of them, as an LRU-like cache keeps
+    part of a cyclic stream somewhat larger than itself."""
+    wtotal = np.asarray(wtotal, dtype=float)
+    pinned = (wtotal <= hw.sram_bytes).astype(float)
+    if hw.weight_cache is None or not hw.weight_cache.any():
+        return pinned
+    one = weighted_kernels(la) <= 1
+    cached = np.minimum(1.0, hw.sram_bytes / np.maximum(wtotal, 1.0)) if one else np.zeros_like(wtotal)
+    return np.where(hw.weight_cache, cached, pinned)
+
+
+def can_pin(la: LayerArrays, hw: HwArrays, wtotal: np.ndarray) -> bool:
+    """Whether some configuration finds any weights in SRAM (else pinning is streaming)."""
+    return bool(np.any(weight_hits(la, hw, wtotal) > 0))
 
 
 def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_weights: bool = True) -> RawPrediction:
@@ -525,7 +553,8 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     grow = np.where(cand & ~expand[:, None], (wfac[:, None] - 1.0) * la.kernel_bytes[None, :], 0.0)
     wbytes = la.weight_bytes[None, :] + grow                             # (C|1, L) stored
     wtotal = np.broadcast_to(wbytes.sum(axis=1), (C,))                   # (C,)
-    resident = (wtotal <= hw.sram_bytes) & pin_weights
+    hit = (weight_hits(la, hw, wtotal) if pin_weights else np.zeros(C)).astype(dt)   # (C,) share of the weights in SRAM
+    resident = hit >= 1.0
     act_cap = np.where(resident, hw.sram_bytes - wtotal, hw.sram_bytes)  # (C,)
 
     # compute
@@ -569,7 +598,7 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     wread = la.weight_read_bytes[None, None, :]                           # (1, 1, L)
     if la.gather_cap is not None and np.isfinite(la.gather_cap).any():  # a table lookup reads the rows it gathers
         wread = np.minimum(wread, b * la.gather_cap[None, None, :])
-    weight_traffic = np.where(resident[:, None, None], 0.0, wread + grow[:, None, :])
+    weight_traffic = (1.0 - hit)[:, None, None] * (wread + grow[:, None, :])
     dram = reads + writes + weight_traffic                               # (C, B, L) per batch
     dram = np.where(costed[None, None, :], dram, 0.0)
     memory = dram / (hw.dram_bytes_per_s * hw.mem_eff)[:, None, None]

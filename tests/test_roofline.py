@@ -151,6 +151,47 @@ def test_sram_residency_cases():
     assert dram[-1] < dram[0]
 
 
+def _gemv_file(tmp_path, k=1000, n=1000):
+    w = numpy_helper.from_array(np.ones((n, k), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], "gemv",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n])], [w])
+    path = tmp_path / "gemv.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+def test_weight_residency_cache(tmp_path):
+    """weight_residency: cache (a CPU's last-level cache): a graph of one weighted kernel keeps
+    min(1, cache / weights) of its weights between calls; a whole model reads all of them from
+    DRAM every pass, even when they would fit; "pinned" (the default) is unchanged."""
+    t = api.analyze(_gemv_file(tmp_path), batch=1, precision="fp32")
+    w = t.totals.weight_bytes
+    assert w == 4_000_000
+    sram = w // 4
+    pinned = roofline.predict(t, prof(sram_bytes=sram, dram_bandwidth_bytes_per_s=1e9), [1], "fp32", "off")
+    cache = roofline.predict(t, prof(sram_bytes=sram, dram_bandwidth_bytes_per_s=1e9, weight_residency="cache"), [1],
+                             "fp32", "off")
+    # pinned: 4 MB do not fit in 1 MB, all of them stream; cache: a quarter of them is found in the cache
+    assert pinned.raw.dram_bytes.sum() - cache.raw.dram_bytes.sum() == pytest.approx(sram, rel=1e-9)
+    assert not cache.weights_resident.any()
+    big = roofline.predict(t, prof(sram_bytes=2 * w, weight_residency="cache"), [1], "fp32", "off")
+    assert big.weights_resident.all()
+    # a whole model whose weights fit: pinned reads none of them, cache reads all of them every pass
+    r = _table()
+    wr = r.totals.weight_bytes
+    pin = roofline.predict(r, prof(sram_bytes=int(wr * 4), dram_bandwidth_bytes_per_s=1e9), [1, 4], "fp32", "off")
+    cac = roofline.predict(r, prof(sram_bytes=int(wr * 4), dram_bandwidth_bytes_per_s=1e9, weight_residency="cache"),
+                           [1, 4], "fp32", "off")
+    assert pin.weights_resident.all() and not cac.weights_resident.any()
+    assert cac.raw.dram_bytes[0, 0].sum() - pin.raw.dram_bytes[0, 0].sum() == pytest.approx(wr, rel=1e-6)
+
+
+def test_weight_residency_rejects_unknown_value():
+    with pytest.raises(Exception, match="weight_residency.*did you mean 'cache'"):
+        prof(weight_residency="cached")
+
+
 def test_mac_array_utilization():
     # 64-channel layer on a 128-wide array uses half of each dimension; depthwise uses 1 row.
     u = roofline._util(np.array([64.0, 1.0, 300.0, 0.0]), np.array([64.0, 128.0, 128.0, 0.0]),
