@@ -60,6 +60,8 @@ class Rule:
     #   attention's Softmax and P V, a pointwise chain's ops; an epilogue's members are free
     flatten_2d: bool = False       # the runtime fuses only a head it can view as 2-D: rank <= 2, or any
     #   rank when the file's shapes are static (onnxruntime's MatMulAddFusion; grouping(dynamic=...))
+    unfused_at_output: frozenset[str] = frozenset()  # member ops that do not join when their output
+    #   leaves the graph (onnxruntime runs a HardSwish graph output as HardSigmoid and Mul)
 
     def starts(self, op_type: str, kind: str, rank: int = 0, dynamic: bool = False) -> bool:
         if self.flatten_2d and dynamic and rank > 2:
@@ -72,21 +74,28 @@ RULES: Mapping[str, Rule] = {}
 
 
 def _rule(name: str, head: Sequence[str], *then: tuple, repeat: bool = False, members_compute: bool = False,
-          flatten_2d: bool = False) -> None:
+          flatten_2d: bool = False, unfused_at_output: Sequence[str] = ()) -> None:
     RULES[name] = Rule(name, frozenset(head), tuple(Step(frozenset(o), other, repeat) for o, other in then),  # type: ignore[index]
-                       members_compute, flatten_2d)
+                       members_compute, flatten_2d, frozenset(unfused_at_output))
 
 
 #: What every runtime folds into the contraction that produces its input: BatchNormalization
 #: (into the weights) and activations (on the output tile), any number in a row.
 EPILOGUE_OPS = ("BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
                 "Elu", "Selu", "Softplus", "Mish")
-_rule("epilogue", [CONTRACTION], (EPILOGUE_OPS, "constant"), repeat=True)
+#: onnxruntime (1.32, checked) folds a HardSwish into the convolution before it only when another
+#: node reads it: a HardSwish whose output leaves the graph runs as HardSigmoid and Mul next to the
+#: convolution (Relu, Clip, HardSigmoid and Sigmoid fold either way). Every kernel sample of `hw
+#: detect` ends in its activation, so its HardSwish samples (a fifth of the convolutions) had been
+#: predicted as if fused
+UNFUSED_AT_OUTPUT = ("HardSwish",)
+_rule("epilogue", [CONTRACTION], (EPILOGUE_OPS, "constant"), repeat=True, unfused_at_output=UNFUSED_AT_OUTPUT)
 
 
 # a convolution's epilogue: bias (in the node), BatchNormalization, residual add, activation
 _rule("conv_epilogue", ["Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "FusedConv", "NhwcConv"],
-      (["BatchNormalization"], "constant"), (["Add", "Sum"], "any"), (ACTIVATIONS, "constant"))
+      (["BatchNormalization"], "constant"), (["Add", "Sum"], "any"), (ACTIVATIONS, "constant"),
+      unfused_at_output=UNFUSED_AT_OUTPUT)
 # a Gemm (its bias in the node) and its activation
 _rule("gemm_activation", ["Gemm", "FusedGemm"], (ACTIVATIONS, "constant"))
 # a bias added after a MatMul (Gemm when onnxruntime fuses it); then an activation. onnxruntime
@@ -156,10 +165,11 @@ def parse_rule(where: str, data: Any) -> Rule | str:
         return data
     if not isinstance(data, Mapping):
         raise UserError(f"{where}: expected a rule name or a mapping with name, head, then")
-    unknown = set(data) - {"name", "head", "then", "members_compute", "flatten_2d"}
+    unknown = set(data) - {"name", "head", "then", "members_compute", "flatten_2d", "unfused_at_output"}
     if unknown:
         raise UserError(f"{where}: unknown key '{sorted(unknown)[0]}' (known: name, head, then, members_compute, "
-                        "flatten_2d)")
+                        "flatten_2d, unfused_at_output)")
+    uao = _ops(f"{where}.unfused_at_output", data["unfused_at_output"]) if "unfused_at_output" in data else frozenset()
     mc = data.get("members_compute", False)
     if not isinstance(mc, bool):
         raise UserError(f"{where}.members_compute: expected true or false, got {mc!r}")
@@ -188,7 +198,7 @@ def parse_rule(where: str, data: Any) -> Rule | str:
         if not isinstance(exact, bool):
             raise UserError(f"{w}.exact: expected true or false, got {exact!r}")
         steps.append(Step(_ops(f"{w}.ops", st.get("ops")), other, repeat, exact))
-    return Rule(name, head, tuple(steps), mc, f2)
+    return Rule(name, head, tuple(steps), mc, f2, uao)
 
 
 def _ops(where: str, v: Any) -> frozenset[str]:
@@ -207,7 +217,8 @@ def rule_to_data(r: Rule | str) -> Any:
             "then": [{"ops": sorted(s.ops), **({"other": s.other} if s.other != "constant" else {}),
                       **({"repeat": True} if s.repeat else {}), **({"exact": True} if s.exact else {})}
                      for s in r.then], **({"members_compute": True} if r.members_compute else {}),
-            **({"flatten_2d": True} if r.flatten_2d else {})}
+            **({"flatten_2d": True} if r.flatten_2d else {}),
+            **({"unfused_at_output": sorted(r.unfused_at_output)} if r.unfused_at_output else {})}
 
 
 def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | set[str] = frozenset(),
@@ -216,7 +227,8 @@ def group(layers: Sequence, rules: Sequence[Rule], constants: frozenset[str] | s
     return grouping(layers, rules, dynamic)[0]
 
 
-def grouping(layers: Sequence, rules: Sequence[Rule], dynamic: bool = False) -> tuple[list[int], list[bool]]:
+def grouping(layers: Sequence, rules: Sequence[Rule], dynamic: bool = False,
+             graph_outputs: Sequence[str] = ()) -> tuple[list[int], list[bool]]:
     """(kernel head of every layer: its own index when it heads a kernel or runs alone; whether
     a member keeps its own arithmetic: it joined under a rule with members_compute, such as
     attention's P V MatMul).
@@ -230,6 +242,7 @@ def grouping(layers: Sequence, rules: Sequence[Rule], dynamic: bool = False) -> 
     conv_epilogue even when epilogue is listed first, a MatMul followed by a scale and a Softmax
     under attention even when matmul_add is listed too. `dynamic`: the file has symbolic dims (the
     loader bound them), so a runtime cannot flatten a head of rank > 2 (Rule.flatten_2d).
+    `graph_outputs`: the graph's output tensors (Rule.unfused_at_output).
     """
     n = len(layers)
     head = list(range(n))
@@ -239,6 +252,7 @@ def grouping(layers: Sequence, rules: Sequence[Rule], dynamic: bool = False) -> 
     alias: dict[str, str] = {}
     producer: dict[str, int] = {}
     readers: dict[str, int] = {}
+    outs = set(graph_outputs)
     for i, l in enumerate(layers):
         if l.kind == "view":
             if l.inputs and l.op_type not in ("Shape", "Size"):
@@ -273,7 +287,8 @@ def grouping(layers: Sequence, rules: Sequence[Rule], dynamic: bool = False) -> 
                     st = rule.then[j]
                     if st.exact and j != k:
                         continue
-                    if l.op_type in st.ops and _others_ok(st.other, rest, hin):
+                    if l.op_type in st.ops and _others_ok(st.other, rest, hin) and not (
+                            l.op_type in rule.unfused_at_output and any(o in outs for o in l.outputs)):
                         advanced.append((rule, j if st.repeat else j + 1))
                         break
             if advanced:

@@ -179,7 +179,7 @@ class LayerArrays:
                 out[i, :len(r)] = r
             return out
         heads_l, work_l = kernels.grouping(layers, kernels.rules_for(None, None) if rules is None else rules,
-                                           dynamic=table.dynamic_shapes)
+                                           dynamic=table.dynamic_shapes, graph_outputs=graph_outputs)
         heads = np.array(heads_l, dtype=np.int64)
         fused = heads != np.arange(L)
         fused_work = np.array(work_l, dtype=bool) & fused   # members that keep their arithmetic
