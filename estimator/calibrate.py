@@ -351,22 +351,30 @@ class Params:
     overhead_s: np.ndarray
     s_onchip: float = 0.0
     in_graph_s: float = 0.0   # seconds per kernel of a whole graph on top of its class's (not for kernel samples)
+    s_fetch: float = 0.0      # seconds per weight byte a contraction reads from DRAM, not overlapped (0 = no term)
 
     @classmethod
     def from_profile(cls, p: HardwareProfile) -> "Params":
         bw = p.onchip_bandwidth_bytes_per_s
         return cls(np.array([1.0 / p.efficiency.compute_for(c) for c in LAYER_CLASSES]),
                    1.0 / p.efficiency.memory, np.array([p.overhead_for(c) for c in LAYER_CLASSES]),
-                   0.0 if bw is None else 1.0 / bw, float(p.kernel_overhead_in_graph_s))
+                   0.0 if bw is None else 1.0 / bw, float(p.kernel_overhead_in_graph_s),
+                   0.0 if p.weight_fetch_bandwidth_bytes_per_s is None else 1.0 / p.weight_fetch_bandwidth_bytes_per_s)
 
     def vector(self) -> np.ndarray:
-        return np.r_[self.x_class, self.x_mem, self.overhead_s, self.s_onchip, self.in_graph_s]
+        return np.r_[self.x_class, self.x_mem, self.overhead_s, self.s_onchip, self.in_graph_s, self.s_fetch]
 
     @classmethod
     def from_vector(cls, v: np.ndarray) -> "Params":
         n = len(LAYER_CLASSES)
         return cls(np.array(v[:n], dtype=float), float(v[n]), np.array(v[n + 1:n + 1 + n], dtype=float),
-                   float(v[2 * n + 1]), float(v[2 * n + 2]) if len(v) > 2 * n + 2 else 0.0)
+                   float(v[2 * n + 1]), float(v[2 * n + 2]) if len(v) > 2 * n + 2 else 0.0,
+                   float(v[2 * n + 3]) if len(v) > 2 * n + 3 else 0.0)
+
+    @property
+    def fetch_bandwidth(self) -> float | None:
+        """bytes/s of the weight fetch, or None when there is no such term."""
+        return 1.0 / self.s_fetch if self.s_fetch * ONCHIP_NONE_BPS > 1 else None
 
     @property
     def onchip_bandwidth(self) -> float | None:
@@ -399,7 +407,8 @@ def apply_params(profile: HardwareProfile, params: Params, fitted_classes: Seque
     ov_default = profile.layer_overhead_s
     bw = params.onchip_bandwidth
     g = float(f"{params.in_graph_s:.4g}") if params.in_graph_s > 0 else None
-    changes = {"efficiency": {"compute": compute, "memory": _r4(1.0 / params.x_mem), "by_layer_class": by_class},
+    fb = params.fetch_bandwidth
+    changes = {"weight_fetch_bandwidth_bytes_per_s": None if fb is None else _r4(fb),"efficiency": {"compute": compute, "memory": _r4(1.0 / params.x_mem), "by_layer_class": by_class},
                "layer_overhead_s": ov_default, "layer_overhead_by_class_s": ov_by or None,
                "onchip_bandwidth_bytes_per_s": None if bw is None else _r4(bw), "kernel_overhead_in_graph_s": g}
     out = with_overrides(profile, **changes)
@@ -409,7 +418,8 @@ def apply_params(profile: HardwareProfile, params: Params, fitted_classes: Seque
     if notes is not None:
         merged = {k: v for k, v in out.notes.items()
                   if k not in ("efficiency", "layer_overhead_s", "layer_overhead_by_class_s",
-                               "onchip_bandwidth_bytes_per_s", "kernel_overhead_in_graph_s")}
+                               "onchip_bandwidth_bytes_per_s", "kernel_overhead_in_graph_s",
+                               "weight_fetch_bandwidth_bytes_per_s")}
         merged.update(notes)
         extra["notes"] = merged
     return with_overrides(out, **extra) if extra else out
@@ -436,38 +446,66 @@ class _Basis:
     act: np.ndarray       # (S, L) on-chip activation bytes of one pass (contraction layers; else 0)
     reo: np.ndarray       # (S, L) seconds of a pass's layout conversions at efficiency 1 (data class)
     in_graph: float = 1.0  # 1 for a whole model (its kernels pay Params.in_graph_s), 0 for a kernel sample
+    fetch: np.ndarray = None  # (V, S, L) weight bytes of a pass a contraction reads from DRAM (Params.s_fetch)
+    split: np.ndarray = None  # (S, L) 1 for a kernel the runtime splits over threads (it pays Params.in_graph_s)
 
-    def terms(self, batch: int, p: "Params") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-        """(compute (L,), memory (L,), on-chip bytes (L,), passes) at efficiency 1 for what the roofline picks for
-        `batch` under p: per sub-batch the faster of pinned and streamed weights
+    def terms(self, batch: int, p: "Params") -> "_Terms":
+        """The terms at efficiency 1 (of one pass, and the number of passes) for what the roofline picks
+        for `batch` under p: per sub-batch the faster of pinned and streamed weights
         (roofline._best_residency), then the fastest number of passes x pass time."""
         best = None
         for si, sb in enumerate(self.cand):
             if sb > batch:
                 continue
-            lat = [_times(self.comp[v, si], self.mem[v, si], self.act[si], self.reo[si], self, p).sum()
-                   for v in range(self.comp.shape[0])]
+            lat = [_times(self._at(v, si), self, p).sum() for v in range(self.comp.shape[0])]
             v = 1 if len(lat) > 1 and lat[1] <= lat[0] else 0
             n = math.ceil(batch / sb)
             t = n * lat[v]
             if best is None or t < best[0]:
                 best = (t, v, si, n)
         _, v, si, n = best
-        return self.comp[v, si], self.mem[v, si], self.act[si], self.reo[si], float(n)
+        return self._at(v, si, float(n))
+
+    def _at(self, v: int, si: int, n: float = 1.0) -> "_Terms":
+        return _Terms(self.comp[v, si], self.mem[v, si], self.act[si], self.reo[si], self.fetch[v, si],
+                      self.split[si], n)
 
 
-def _times(comp: np.ndarray, mem: np.ndarray, act: np.ndarray, reo: np.ndarray, basis: _Basis, p: "Params") -> np.ndarray:
-    return (np.maximum(comp * p.x_class[basis.cls] + reo * p.x_class[_DATA] + act * p.s_onchip, mem * p.x_mem)
-            + (p.overhead_s[basis.cls] + p.in_graph_s * basis.in_graph) * basis.costed)
+@dataclass(frozen=True)
+class _Terms:
+    """One pass's terms at efficiency 1 (L,), and the number of passes."""
+
+    comp: np.ndarray
+    mem: np.ndarray
+    act: np.ndarray
+    reo: np.ndarray
+    fetch: np.ndarray
+    split: np.ndarray
+    n: float
+
+    def scaled(self) -> "_Terms":
+        """The terms of all passes (times n; split is a 0/1 per kernel, counted per pass below)."""
+        n = self.n
+        return _Terms(self.comp * n, self.mem * n, self.act * n, self.reo * n, self.fetch * n, self.split, n)
+
+    def compute_s(self, cls: np.ndarray, p: "Params") -> np.ndarray:
+        return self.comp * p.x_class[cls] + self.reo * p.x_class[_DATA] + self.act * p.s_onchip + self.fetch * p.s_fetch
+
+
+def _times(t: _Terms, basis: _Basis, p: "Params") -> np.ndarray:
+    """Seconds per layer of one pass."""
+    return (np.maximum(t.compute_s(basis.cls, p), t.mem * p.x_mem)
+            + (p.overhead_s[basis.cls] + p.in_graph_s * basis.in_graph * t.split) * basis.costed)
 
 
 def _unit_profile(profile: HardwareProfile) -> HardwareProfile:
     return with_overrides(profile, efficiency={"compute": 1.0, "memory": 1.0}, layer_overhead_s=0.0,
-                          onchip_bandwidth_bytes_per_s=None, kernel_overhead_in_graph_s=None)
+                          onchip_bandwidth_bytes_per_s=None, kernel_overhead_in_graph_s=None,
+                          weight_fetch_bandwidth_bytes_per_s=None)
 
 
 def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> _Basis:
-    from .roofline import _evaluate_plain, can_pin  # one pass per batch, no sub-batch or residency choice
+    from .roofline import _evaluate_plain, can_pin, split_kernels, weight_hits  # one pass per batch, no sub-batch or residency choice
 
     want = sorted({c.batch for c in m.configs})
     top = max(want)
@@ -488,14 +526,21 @@ def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> _Basis:
     reo = (np.asarray(cand, dtype=float)[:, None] * m.layers.reorder[None, :] / vec
            if m.layers.reorder is not None and np.isfinite(vec) else np.zeros((len(cand), len(m.layers.names))))
     comp = np.stack([r.compute_s[0] for r in variants]) - reo[None]
+    # the weights a contraction reads from DRAM per pass (roofline: (1 - share in SRAM) x its weights)
+    hits = [0.0] + ([float(weight_hits(m.layers, hw, variants[0].weight_bytes_total)[0])] if len(variants) > 1 else [])
+    wread = np.where(contraction, m.layers.weight_read_bytes, 0.0)
+    # fitted for a CPU host only (weight_residency: cache): an accelerator's weight stream is its DRAM term
+    cache = bool(hw.weight_cache is not None and hw.weight_cache[0])
+    fetch = np.stack([np.broadcast_to((1.0 - h) * wread * cache, (len(cand), len(wread))) for h in hits])
+    split = split_kernels(m.layers, hw, np.asarray(cand, dtype=float)[None, :, None])[0].astype(float)
     return _Basis(cand=np.array(cand), comp=np.maximum(comp, 0.0),
                   mem=np.stack([r.memory_s[0] for r in variants]), costed=costed, cls=m.layers.class_idx, act=act, reo=reo,
-                  in_graph=0.0 if m.sample else 1.0)
+                  in_graph=0.0 if m.sample else 1.0, fetch=fetch, split=split)
 
 
 def _layer_times(basis: _Basis, batch: int, p: Params) -> np.ndarray:
-    comp, mem, act, reo, n = basis.terms(batch, p)
-    return n * _times(comp, mem, act, reo, basis, p)
+    t = basis.terms(batch, p)
+    return t.n * _times(t, basis, p)
 
 
 # ----------------------------------------------------------------------------- fit
@@ -557,10 +602,11 @@ def fit(data: Dataset, profile: HardwareProfile, *, use_layers: bool = True, use
 
 def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bool, use_e2e: bool) -> FitResult:
     nC = len(LAYER_CLASSES)
-    nP = 2 * nC + 4
+    nP = 2 * nC + 5
     S_COL = 2 * nC + 1
     G_COL = 2 * nC + 2   # the in-graph fixed cost per kernel
-    P_COL = 2 * nC + 3   # the profiler's cost per kernel event, in the per-layer times only (a nuisance, not in Params)
+    F_COL = 2 * nC + 3   # the weight fetch, seconds per byte
+    P_COL = 2 * nC + 4   # the profiler's cost per kernel event, in the per-layer times only (a nuisance, not in Params)
     # which classes have work in the data
     work = np.zeros(nC)
     major = np.zeros(nC, dtype=bool)   # carries >= MIN_CLASS_SHARE of some model's compute time
@@ -598,7 +644,10 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
     # the profiler's cost per event is told apart from the in-graph cost by the end-to-end rows
     # (timed without the profiler) next to the per-layer ones
     has_profile = use_layers and use_e2e and any(c.group_events for m in data.models for c in m.configs)
-    free = np.r_[major, True, ov_free, has_act, has_samples and has_models, has_profile]
+    # the weight fetch: a whole model's contraction kernels read weights from DRAM, the samples' (in the
+    # cache) do not
+    has_fetch = has_samples and any(b.fetch.any() for b in bases if b.in_graph > 0.0)
+    free = np.r_[major, True, ov_free, has_act, has_samples and has_models, has_fetch, has_profile]
 
     def untie(th: np.ndarray) -> np.ndarray:
         th = th.copy()
@@ -606,9 +655,9 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
         th[nC + 1:2 * nC + 1] = th[nC + 1 + ov_col]
         return th
 
-    lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, np.zeros(nC), 0.0, 0.0, 0.0]
+    lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, np.zeros(nC), 0.0, 0.0, 0.0, 0.0]
     hi = np.r_[np.full(nC, 1.0 / EFF_MIN), 1.0 / EFF_MIN, np.full(nC, OVERHEAD_MAX_S), 1.0 / ONCHIP_MIN_BPS,
-               OVERHEAD_MAX_S, OVERHEAD_MAX_S]
+               OVERHEAD_MAX_S, 1.0 / ONCHIP_MIN_BPS, OVERHEAD_MAX_S]
     theta = np.clip(np.where(free, np.r_[start.vector(), 0.0], np.r_[prior.vector(), 0.0]), lo, hi)
     it = 0
     converged = False
@@ -624,21 +673,23 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
             rows_l = rows_e = 0
             for b, m in zip(bases, data.models):
                 for c in m.configs:
-                    comp0, mem0, act0, reo0, npass = b.terms(c.batch, p)
-                    comp0, mem0, act0, reo0 = comp0 * npass, mem0 * npass, act0 * npass, reo0 * npass
-                    is_comp = (comp0 * p.x_class[b.cls] + reo0 * p.x_class[_DATA] + act0 * p.s_onchip
-                               >= mem0 * p.x_mem)
+                    tm = b.terms(c.batch, p)
+                    npass = tm.n
+                    tm = tm.scaled()
+                    comp0, mem0, act0, reo0 = tm.comp, tm.mem, tm.act, tm.reo
+                    is_comp = tm.compute_s(b.cls, p) >= mem0 * p.x_mem
                     branch_all.append(is_comp)
                     # per-layer design rows (L, nP)
                     R = np.zeros((len(b.cls), nP))
                     idx = np.arange(len(b.cls))
                     R[idx[is_comp], eff_col[b.cls[is_comp]]] = comp0[is_comp]
                     R[idx[is_comp], S_COL] = act0[is_comp]
+                    R[idx[is_comp], F_COL] = tm.fetch[is_comp]
                     # layout conversions next to a layer: data movement, the data class's column
                     R[idx[is_comp], eff_col[_DATA]] += reo0[is_comp]
                     R[idx[~is_comp], nC] = mem0[~is_comp]
                     R[idx, nC + 1 + ov_col[b.cls]] = b.costed * npass
-                    R[idx, G_COL] = b.costed * npass * b.in_graph
+                    R[idx, G_COL] = b.costed * npass * b.in_graph * tm.split
                     n_groups = 0
                     if use_layers:
                         # the profiler's cost per event (previous iteration's) out of the rescale
@@ -700,14 +751,16 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
             mem_kept = False
     if theta[S_COL] * ONCHIP_NONE_BPS <= 1:   # round-off of a zero cost: no on-chip term
         theta[S_COL] = 0.0
+    if theta[F_COL] * ONCHIP_NONE_BPS <= 1:   # the same for the weight fetch
+        theta[F_COL] = 0.0
     # a class whose layers are all memory-bound at the solution is not identified by the data:
     # it keeps the input profile's value
     bound = np.zeros(nC, dtype=bool)
     p = Params.from_vector(theta)
     for b, m in zip(bases, data.models):
         for c in m.configs:
-            comp0, mem0, act0, reo0, _ = b.terms(c.batch, p)
-            is_comp = (comp0 * p.x_class[b.cls] + reo0 * p.x_class[_DATA] + act0 * p.s_onchip >= mem0 * p.x_mem) & (comp0 > 0)
+            tm = b.terms(c.batch, p)
+            is_comp = (tm.compute_s(b.cls, p) >= tm.mem * p.x_mem) & (tm.comp > 0)
             bound[np.unique(b.cls[is_comp])] = True
     keep = free[:nC] & bound
     theta[:nC] = np.where(keep, theta[:nC], np.clip(prior.x_class, lo[:nC], hi[:nC]))
@@ -724,9 +777,9 @@ def _dram_bound(data: Dataset, bases, p: Params) -> bool:
     """Some configuration spends >= MIN_CLASS_SHARE of its predicted time in DRAM-bound layers."""
     for b, m in zip(bases, data.models):
         for c in m.configs:
-            comp0, mem0, act0, reo0, _ = b.terms(c.batch, p)
-            on_mem = mem0 * p.x_mem > comp0 * p.x_class[b.cls] + reo0 * p.x_class[_DATA] + act0 * p.s_onchip
-            t = _times(comp0, mem0, act0, reo0, b, p)
+            tm = b.terms(c.batch, p)
+            on_mem = tm.mem * p.x_mem > tm.compute_s(b.cls, p)
+            t = _times(tm, b, p)
             if t[on_mem].sum() >= MIN_CLASS_SHARE * t.sum() > 0:
                 return True
     return False
@@ -887,6 +940,7 @@ def params_dict(p: Params, fr: FitResult | None = None, profile: HardwareProfile
     # classes without a fitted overhead keep the input profile's (apply_params)
     d["layer_overhead_s"] = None if profile is None else float(profile.layer_overhead_s)
     d["kernel_overhead_in_graph_s"] = float(f"{p.in_graph_s:.4g}")
+    d["weight_fetch_bandwidth_bytes_per_s"] = None if p.fetch_bandwidth is None else _r4(p.fetch_bandwidth)
     if fr is not None:
         d.update({"fitted_classes": list(fr.fitted_classes), "overhead_classes": list(fr.overhead_classes),
                   "memory_efficiency_kept": fr.memory_kept, "iterations": fr.iterations, "converged": fr.converged,

@@ -475,7 +475,16 @@ def calibrate_command(
                                        if fr.params.in_graph_s > 0 and n_samples else
                                        f"kept from the input profile ({fr.params.in_graph_s * 1e6:.2f} us): fitted only "
                                        "with kernel samples next to whole-model results" if not n_samples else
-                                       "fitted: 0 (the whole-model results show no extra cost per kernel)"),
+                                       "fitted: 0 (the whole-model results show no extra cost per kernel)")
+                                      + (f"; paid by the kernels the runtime splits over threads (at least "
+                                         f"{_g(profile.split_min_macs)} MACs or {_g(profile.split_min_ops)} element ops "
+                                         "per pass, split_min_macs / split_min_ops)"
+                                         if profile.split_min_macs is not None or profile.split_min_ops is not None else ""),
+        "weight_fetch_bandwidth_bytes_per_s": (
+            f"fitted: {_g(fr.params.fetch_bandwidth)} B/s, the rate at which a contraction kernel of a whole graph reads "
+            "its weights from DRAM on top of its MAC time (weight_residency: cache; the kernel samples, whose weights "
+            "stay in the cache, pin the MAC rates; docs/roofline.md)" if fr.params.fetch_bandwidth else
+            "the fit put it at zero cost (or the data cannot tell it: no whole-model results), so the key is left out"),
     }
     calibrated = cal.apply_params(profile, fr.params, fr.fitted_classes, source=source, notes=notes,
                                   overhead_classes=fr.overhead_classes)

@@ -82,6 +82,9 @@ _TOP_KEYS: dict[str, str] = {
     "sram_bytes": "bytes",
     "dram_bandwidth_bytes_per_s": "bytes per second",
     "onchip_bandwidth_bytes_per_s": "bytes per second",
+    "weight_fetch_bandwidth_bytes_per_s": "bytes per second: a contraction kernel's weights from DRAM, not overlapped with its MACs",
+    "split_min_macs": "MACs per pass from which the runtime splits a contraction kernel over threads",
+    "split_min_ops": "element ops per pass from which the runtime splits another kernel over threads",
     "dram_bytes": "bytes",
     "layer_overhead_s": "seconds per layer",
     "layer_overhead_by_class_s": "seconds per layer, by layer class",
@@ -257,6 +260,9 @@ class HardwareProfile:
     sram_bytes: int
     dram_bandwidth_bytes_per_s: float
     onchip_bandwidth_bytes_per_s: float | None = None
+    weight_fetch_bandwidth_bytes_per_s: float | None = None  # None: a weight read overlaps the MACs (docs/roofline.md)
+    split_min_macs: float | None = None   # with split_min_ops: only kernels split over threads pay
+    split_min_ops: float | None = None    #   kernel_overhead_in_graph_s; None: every kernel does
     dram_bytes: int | None = None
     layer_overhead_s: float = 0.0
     layer_overhead_by_class_s: FrozenMap = field(default_factory=FrozenMap)
@@ -590,6 +596,12 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
             data["vector_ops_per_cycle"],
             "element operations per cycle",
         )
+    for key in ("weight_fetch_bandwidth_bytes_per_s",):
+        if key in data:
+            fields[key] = _positive(origin, key, data[key], "bytes per second")
+    for key in ("split_min_macs", "split_min_ops"):
+        if key in data:
+            fields[key] = float(_non_negative(origin, key, data[key], "MACs or element ops per pass"))
     if "onchip_bandwidth_bytes_per_s" in data:
         fields["onchip_bandwidth_bytes_per_s"] = _positive(
             origin, "onchip_bandwidth_bytes_per_s", data["onchip_bandwidth_bytes_per_s"], "bytes per second"
@@ -767,6 +779,9 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
     out["dram_bandwidth_bytes_per_s"] = float(p.dram_bandwidth_bytes_per_s)
     if p.onchip_bandwidth_bytes_per_s is not None:
         out["onchip_bandwidth_bytes_per_s"] = float(p.onchip_bandwidth_bytes_per_s)
+    for key in ("weight_fetch_bandwidth_bytes_per_s", "split_min_macs", "split_min_ops"):
+        if getattr(p, key) is not None:
+            out[key] = float(getattr(p, key))
     if p.dram_bytes is not None:
         out["dram_bytes"] = int(p.dram_bytes)
     out["layer_overhead_s"] = float(p.layer_overhead_s)

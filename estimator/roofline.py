@@ -276,6 +276,10 @@ class HwArrays:
     tile_m: np.ndarray = None         # (C,) output rows of one tile
     tile_n: np.ndarray = None         # (C,) output columns of one tile
     weight_cache: np.ndarray = None   # (C,) bool: weight_residency "cache" (docs/roofline.md); None = all pinned
+    in_graph_s: np.ndarray = None     # (C,) kernel_overhead_in_graph_s: a kernel of a whole graph pays it on top
+    split_macs: np.ndarray = None     # (C,) only kernels with at least this many MACs per pass (contractions)
+    split_ops: np.ndarray = None      # (C,)   or element ops per pass (the rest) pay in_graph_s; 0: all do
+    wfetch_bytes_per_s: np.ndarray = None  # (C,) weight_fetch_bandwidth_bytes_per_s; inf: overlapped (no term)
 
     @property
     def count(self) -> int:
@@ -292,7 +296,7 @@ class HwArrays:
     def from_profiles(cls, profiles: Sequence[HardwareProfile], precision: str, winograd: str | None = None) -> "HwArrays":
         if winograd is not None and winograd not in WINOGRAD_TILES:
             raise UserError(f"--winograd: unknown '{winograd}' (use off, f2 or f4)")
-        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte", "onchip", "units", "tm", "tn", "wcache")}
+        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte", "onchip", "units", "tm", "tn", "wcache", "ing", "smacs", "sops", "wfetch")}
         for p in profiles:
             cols["peak"].append(p.peak_macs_per_s(precision))  # raises naming the precisions it has
             v = p.vector_ops_per_s(precision)
@@ -304,8 +308,12 @@ class HwArrays:
             cols["ceff"].append([p.efficiency.compute_for(c) for c in LAYER_CLASSES])
             cols["rows"].append(float(p.mac_array.rows) if p.mac_array else 0.0)
             cols["cols"].append(float(p.mac_array.cols) if p.mac_array else 0.0)
-            # a whole graph's kernels: the class's fixed cost (as timed alone) plus the in-graph one
-            cols["ovh"].append([p.overhead_for(c) + p.kernel_overhead_in_graph_s for c in LAYER_CLASSES])
+            # a kernel's fixed cost as timed alone; a whole graph's kernels add in_graph_s (those split over threads)
+            cols["ovh"].append([p.overhead_for(c) for c in LAYER_CLASSES])
+            cols["ing"].append(float(p.kernel_overhead_in_graph_s))
+            cols["smacs"].append(float(p.split_min_macs or 0.0))
+            cols["sops"].append(float(p.split_min_ops or 0.0))
+            cols["wfetch"].append(np.inf if p.weight_fetch_bandwidth_bytes_per_s is None else float(p.weight_fetch_bandwidth_bytes_per_s))
             par = p.parallel
             cols["units"].append(float(par.units) if par else 0.0)
             cols["tm"].append(float(par.tile_m) if par else 1.0)
@@ -328,7 +336,9 @@ class HwArrays:
                    wino_tile=np.array(cols["tile"]), wino_expand=np.array(cols["exp"], dtype=bool),
                    energy_mac_j=np.array(cols["emac"]), energy_byte_j=np.array(cols["ebyte"]),
                    onchip_bytes_per_s=np.array(cols["onchip"]), units=np.array(cols["units"]),
-                   tile_m=np.array(cols["tm"]), tile_n=np.array(cols["tn"]), weight_cache=np.array(cols["wcache"], dtype=bool))
+                   tile_m=np.array(cols["tm"]), tile_n=np.array(cols["tn"]), weight_cache=np.array(cols["wcache"], dtype=bool),
+                   in_graph_s=np.array(cols["ing"]), split_macs=np.array(cols["smacs"]), split_ops=np.array(cols["sops"]),
+                   wfetch_bytes_per_s=np.array(cols["wfetch"]))
 
     @classmethod
     def grid(cls, base: HardwareProfile, precision: str, winograd: str | None = None,
@@ -368,7 +378,9 @@ class HwArrays:
                                if "layer_overhead_s" in flat else col(one.overhead_s)), wino_tile=col(one.wino_tile),
                    wino_expand=col(one.wino_expand), energy_mac_j=col(one.energy_mac_j), energy_byte_j=col(one.energy_byte_j),
                    onchip_bytes_per_s=flat.get("onchip_bandwidth_bytes_per_s", col(one.onchip_bytes_per_s)),
-                   units=col(one.units), tile_m=col(one.tile_m), tile_n=col(one.tile_n), weight_cache=col(one.weight_cache))
+                   units=col(one.units), tile_m=col(one.tile_m), tile_n=col(one.tile_n), weight_cache=col(one.weight_cache),
+                   in_graph_s=col(one.in_graph_s), split_macs=col(one.split_macs), split_ops=col(one.split_ops),
+                   wfetch_bytes_per_s=col(one.wfetch_bytes_per_s))
 
 
 # ----------------------------------------------------------------------------- core
@@ -521,6 +533,21 @@ def weight_hits(la: LayerArrays, hw: HwArrays, wtotal: np.ndarray) -> np.ndarray
     return np.where(hw.weight_cache, cached, pinned)
 
 
+def split_kernels(la: LayerArrays, hw: HwArrays, b: np.ndarray) -> np.ndarray:
+    """(C, B, L) bool: the kernels the runtime splits over threads at batch b (split_min_macs for
+    contractions, split_min_ops for the rest, per pass); with no thresholds, every kernel."""
+    contraction = (la.macs > 0)[None, None, :]
+    smacs = (hw.split_macs if hw.split_macs is not None else np.zeros(hw.count))[:, None, None]
+    sops = (hw.split_ops if hw.split_ops is not None else np.zeros(hw.count))[:, None, None]
+    return np.where(contraction, b * la.macs[None, None, :] >= smacs, b * la.non_mac[None, None, :] >= sops)
+
+
+def in_graph_cost(la: LayerArrays, hw: HwArrays, b: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """(C, B, L) kernel_overhead_in_graph_s of each kernel of a whole graph: paid by the kernels the
+    runtime splits over threads (docs/roofline.md, "Per layer")."""
+    return hw.in_graph_s[:, None, None] * (split_kernels(la, hw, b) & active[None, None, :])
+
+
 def can_pin(la: LayerArrays, hw: HwArrays, wtotal: np.ndarray) -> bool:
     """Whether some configuration finds any weights in SRAM (else pinning is streaming)."""
     return bool(np.any(weight_hits(la, hw, wtotal) > 0))
@@ -573,6 +600,10 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     # on-chip operand traffic not overlapped with the MACs (onchip_bandwidth_bytes_per_s, absent =
     # overlapped): a contraction layer also moves its activations (inputs + outputs) through the
     # caches/SRAM at that rate, e.g. a CPU's packing and output write (docs/roofline.md)
+    if hw.wfetch_bytes_per_s is not None and np.isfinite(hw.wfetch_bytes_per_s).any():
+        # the weights a contraction kernel reads from DRAM, not overlapped with its MACs (once per pass)
+        fetch = (1.0 - hit)[:, None, None] * la.weight_read_bytes[None, None, :] / hw.wfetch_bytes_per_s[:, None, None]
+        compute = compute + np.where((la.macs > 0)[None, None, :], fetch, 0.0)
     onchip = uni(hw.onchip_bytes_per_s[:, None]) if hw.onchip_bytes_per_s is not None else np.full((1, 1), np.inf)
     if np.isfinite(onchip).any():                                        # (C|1, 1)
         contraction = (la.macs > 0)[None, None, :]
@@ -603,6 +634,8 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     dram = np.where(costed[None, None, :], dram, 0.0)
     memory = dram / (hw.dram_bytes_per_s * hw.mem_eff)[:, None, None]
     overhead = (uni(hw.overhead_s)[:, la.class_idx] * active.astype(dt)[None, :])[:, None, :]  # (C|1, 1, L)
+    if hw.in_graph_s is not None and np.any(hw.in_graph_s > 0):
+        overhead = overhead + in_graph_cost(la, hw, b, active).astype(dt)
     time = np.maximum(compute, memory)
     time += overhead
     energy = (hw.energy_mac_j[:, None] * (b[..., 0] * macs.sum(axis=1)[:, None])

@@ -404,3 +404,42 @@ def test_the_in_graph_cost_is_paid_once_per_kernel():
         assert more - base == pytest.approx(kernels_n * 4e-6, rel=1e-9)
     with pytest.raises(UserError, match="kernel_overhead_in_graph_s"):
         _profile(kernel_overhead_in_graph_s=-1e-6)
+
+
+def test_only_kernels_split_over_threads_pay_the_in_graph_cost():
+    """split_min_macs / split_min_ops: with spinning off a kernel the runtime splits over threads
+    wakes one; a kernel below the split runs on one thread and pays no in-graph cost. Conv + Add +
+    Relu at 8 x 8 x 8: the conv has 4096 MACs per sample, the Add and Relu 512 element ops each."""
+    t = residual()
+    def lat(b, **kv):
+        return roofline.predict(t, _profile(layer_overhead_s=1e-5, **kv), [b], "fp32").latency_s[0]
+    base = lat(1)
+    assert lat(1, kernel_overhead_in_graph_s=4e-6) - base == pytest.approx(3 * 4e-6, rel=1e-9)
+    # the conv splits (4096 >= 4000 MACs), the Add and the Relu do not (512 < 1000 ops)
+    split = dict(kernel_overhead_in_graph_s=4e-6, split_min_macs=4000, split_min_ops=1000)
+    assert lat(1, **split) - base == pytest.approx(4e-6, rel=1e-9)
+    # at batch 2 the Add and the Relu (1024 ops per pass) split too
+    assert lat(2, **split) - lat(2) == pytest.approx(3 * 4e-6, rel=1e-9)
+    with pytest.raises(UserError, match="split_min_ops"):
+        _profile(split_min_ops=-1)
+
+
+def test_a_whole_graphs_weights_cost_their_fetch_on_a_cache_host():
+    """weight_fetch_bandwidth_bytes_per_s (weight_residency: cache): a contraction kernel of a whole
+    graph reads its weights from DRAM at that rate, not overlapped with its MACs; a graph of one
+    kernel whose weights fit in the cache does not."""
+    two = _table([helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                  helper.make_node("Conv", ["c", "w2"], ["y"], name="conv2", kernel_shape=[1, 1])],
+                 [("x", [1, 8, 8, 8])], [_w("w", [8, 8, 3, 3]), _w("b", [8]), _w("w2", [8, 8, 1, 1])], "y")
+    wbytes = (8 * 8 * 9 + 8 + 8 * 8) * 4
+    cache = dict(weight_residency="cache")
+    base = roofline.predict(two, _profile(**cache), [1, 4], "fp32").latency_s
+    fetch = roofline.predict(two, _profile(weight_fetch_bandwidth_bytes_per_s=1e6, **cache), [1, 4], "fp32").latency_s
+    # once per pass, whatever the batch
+    assert fetch - base == pytest.approx([wbytes / 1e6] * 2, rel=1e-9)
+    # one kernel whose weights fit in the cache: no fetch; pinned weights: none either
+    one = conv_bias_relu()
+    assert roofline.predict(one, _profile(weight_fetch_bandwidth_bytes_per_s=1e6, **cache), [1], "fp32").latency_s[0] == \
+        pytest.approx(roofline.predict(one, _profile(**cache), [1], "fp32").latency_s[0], rel=1e-12)
+    assert roofline.predict(two, _profile(weight_fetch_bandwidth_bytes_per_s=1e6), [1], "fp32").latency_s[0] == \
+        pytest.approx(roofline.predict(two, _profile(), [1], "fp32").latency_s[0], rel=1e-12)

@@ -192,6 +192,12 @@ def bench_null(threads: int, seconds: float) -> float:
     return 1.0 / _rate(lambda: s.run_with_iobinding(io), 1.0, min_runs=50, seconds=seconds)[0]
 
 
+#: the work from which onnxruntime splits a kernel over threads (the profile keys split_min_macs and
+#: split_min_ops; the notes say where each comes from)
+SPLIT_MIN_MACS = 131072.0
+SPLIT_MIN_OPS = 90000.0
+
+
 def measure_kernel_samples(threads: int, quick: bool = False, progress=None) -> dict:
     """Time every kernel sample (estimator.kernel_samples) at each of its batches: the 25th
     percentile of repeated session.run calls, after warm-up, minus the null call. Returns the
@@ -520,6 +526,13 @@ def profile_dict(d: Detection, argv_hint: str = "estimate hw detect") -> dict:
                              "models with 9-22 MB of weights and a 32 MiB cache; the same GEMV called alone read cached weights "
                              "at 117-141 GB/s. A graph of one weighted kernel called back to back (a kernel sample) keeps "
                              "min(1, cache / weights) of its weights in the cache (docs/roofline.md)"),
+        "split_min_macs": (f"{SPLIT_MIN_MACS:g}: onnxruntime's MLAS splits a GEMM over threads from 64 Ki "
+                           "multiply-adds per thread (MLAS_SGEMM_THREAD_COMPLEXITY), so two threads from twice that. Only "
+                           "kernels split over threads pay kernel_overhead_in_graph_s: with spinning off (as here) a split "
+                           "wakes a sleeping thread (docs/roofline.md)"),
+        "split_min_ops": (f"{SPLIT_MIN_OPS:g}: measured on the host where this was developed (onnxruntime 1.32, 2 threads, "
+                          "spinning off): an Add of 88 K elements ran on one thread in 12-14 us, of 100 K on two in 25 us "
+                          "(12 us with spinning on)"),
         "dram_bandwidth_bytes_per_s": f"{mline('stream_copy')}; {mline('stream_triad')} (numpy makes 2 passes for a triad)",
         "efficiency": ("measured rate of each onnxruntime kernel / the fp32 GEMM rate: "
                        + "; ".join(mline(k) for k in ("conv3x3_fp32", "conv1x1_fp32", "depthwise_fp32"))
@@ -558,6 +571,8 @@ def profile_dict(d: Detection, argv_hint: str = "estimate hw detect") -> dict:
         "mac_array": {"rows": 1, "cols": _block(lanes, min(units32, units8))},
         "sram_bytes": int(d.llc_bytes),
         "weight_residency": "cache",
+        "split_min_macs": SPLIT_MIN_MACS,
+        "split_min_ops": SPLIT_MIN_OPS,
         "dram_bandwidth_bytes_per_s": float(f"{bw:.6g}"),
         **({"onchip_bandwidth_bytes_per_s": float(f"{split[1]:.4g}")} if split else {}),
         "layer_overhead_s": 0.0,
