@@ -173,7 +173,14 @@ def test_mobilenetv2_and_its_bn_folded_export_are_predicted_alike(tmp_path):
                             "by_layer_class": {"depthwise": 0.3, "conv1x1": 1.1, "elementwise": 0.9}},
                 layer_overhead_by_class_s={"conv1x1": 1.8e-5, "depthwise": 1.4e-5, "elementwise": 2e-6},
                 onchip_bandwidth_bytes_per_s=1.3e11)
-    profiles = [hardware.load_profile(n) for n in hardware.shipped_profile_names()] + [cpu]
+    # a calibrated host's in-graph terms as well: weights from DRAM every pass, their fetch, the
+    # in-graph cost of kernels split over threads
+    host = _host(efficiency={"compute": 0.9, "memory": 1.2,
+                             "by_layer_class": {"depthwise": 0.3, "conv1x1": 1.1, "elementwise": 0.9}},
+                 layer_overhead_by_class_s={"conv1x1": 8e-6, "depthwise": 6e-6, "elementwise": 1e-6},
+                 onchip_bandwidth_bytes_per_s=1.3e11, weight_residency="cache", weight_fetch_bandwidth_bytes_per_s=6.4e10,
+                 kernel_overhead_in_graph_s=1.6e-5, split_min_macs=131072, split_min_ops=90000)
+    profiles = [hardware.load_profile(n) for n in hardware.shipped_profile_names()] + [cpu, host]
     for prof in profiles:
         prec = "fp32" if "fp32" in prof.mac_units else prof.precisions[0]
         _, a, _ = api.estimate(str(path), prof, batches=[1, 4], precision=prec)
