@@ -479,7 +479,8 @@ def calibrate_command(
                                       + (f"; paid by the kernels the runtime splits over threads (at least "
                                          f"{_g(profile.split_min_macs)} MACs or {_g(profile.split_min_ops)} element ops "
                                          "per pass, split_min_macs / split_min_ops)"
-                                         if profile.split_min_macs is not None or profile.split_min_ops is not None else ""),
+                                         if fr.params.in_graph_s > 0 and (profile.split_min_macs is not None
+                                                                           or profile.split_min_ops is not None) else ""),
         "weight_fetch_bandwidth_bytes_per_s": (
             f"fitted: {_g(fr.params.fetch_bandwidth)} B/s, the rate at which a contraction kernel of a whole graph reads "
             "its weights from DRAM on top of its MAC time (weight_residency: cache; the kernel samples, whose weights "
