@@ -443,3 +443,37 @@ def test_a_whole_graphs_weights_cost_their_fetch_on_a_cache_host():
         pytest.approx(roofline.predict(one, _profile(**cache), [1], "fp32").latency_s[0], rel=1e-12)
     assert roofline.predict(two, _profile(weight_fetch_bandwidth_bytes_per_s=1e6), [1], "fp32").latency_s[0] == \
         pytest.approx(roofline.predict(two, _profile(), [1], "fp32").latency_s[0], rel=1e-12)
+
+
+def test_a_hardswish_leaving_the_graph_is_not_folded_into_the_conv():
+    """onnxruntime (1.32) folds a HardSwish into the conv before it only when another node reads
+    it; as a graph output it runs as HardSigmoid and Mul (Relu folds either way). Every kernel
+    sample ends in its activation, so this decides what a HardSwish sample is predicted as."""
+    def conv_act(act, tail):
+        nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", kernel_shape=[1, 1]),
+                 helper.make_node(act, ["c"], ["h"], name="act")]
+        if tail:
+            nodes.append(helper.make_node("GlobalAveragePool", ["h"], ["y"], name="pool"))
+        return _table(nodes, [("x", [1, 8, 8, 8])], [_w("w", [8, 8, 1, 1]), _w("b", [8])], "y" if tail else "h")
+
+    for rules in (["epilogue"], ["conv_epilogue"]):
+        out = conv_act("HardSwish", False)
+        heads = kernels.grouping(out.layers, kernels.rules_for(rules, None), graph_outputs=out.outputs)[0]
+        assert heads == [0, 1], rules                       # the HardSwish runs on its own
+        assert kernels.grouping(out.layers, kernels.rules_for(rules, None))[0] == [0, 0]   # outputs not given
+        inner = conv_act("HardSwish", True)
+        assert kernels.grouping(inner.layers, kernels.rules_for(rules, None), graph_outputs=inner.outputs)[0][:2] == [0, 0]
+        relu = conv_act("Relu", False)
+        assert kernels.grouping(relu.layers, kernels.rules_for(rules, None), graph_outputs=relu.outputs)[0] == [0, 0]
+    # the roofline passes the graph's outputs: the lone HardSwish is costed as its own kernel
+    out = conv_act("HardSwish", False)
+    p = roofline.predict(out, _profile(layer_overhead_s=1e-5), [1], "fp32")
+    fused = roofline.predict(conv_act("Relu", False), _profile(layer_overhead_s=1e-5), [1], "fp32")
+    assert p.latency_s[0] > fused.latency_s[0] + 1e-5 * 0.999
+    # a written-out rule keeps the field
+    r = kernels.RULES["epilogue"]
+    mine = kernels.Rule("mine", r.head, r.then, unfused_at_output=frozenset({"HardSwish"}))
+    back = kernels.parse_rule("p.yaml: fusion[0]", kernels.rule_to_data(mine))
+    assert back.unfused_at_output == frozenset({"HardSwish"})
+    with pytest.raises(UserError, match="unfused_at_output"):
+        kernels.parse_rule("p.yaml: fusion[0]", {**kernels.rule_to_data(mine), "unfused_at_output": "HardSwish"})
