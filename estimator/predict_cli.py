@@ -147,6 +147,9 @@ def render_prediction(console: Console, table: CostTable, pred: roofline.Predict
         where = f"do not fit in the {bytes_str(hwp.sram_bytes)} SRAM: streamed from DRAM once per pass"
     elif res.all():
         where = "pinned in SRAM (read from DRAM once, amortized)"
+    elif not res.any() and hwp.weight_residency == "cache":
+        where = ("fit in the cache but are read from DRAM every pass: a cache does not keep them from one inference "
+                 "to the next (weight_residency: cache, docs/roofline.md)")
     elif not res.any():
         where = "fit in SRAM but are streamed: pinning them would push activations to DRAM"
     else:

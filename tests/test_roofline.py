@@ -264,3 +264,17 @@ def test_sub_batch_is_reported():
     for p in doc_preds:
         assert p["sub_batch"] * p["passes"] >= p["batch"] and p["sub_batch"] <= p["batch"]
         assert isinstance(p["weights_resident"], bool)
+
+
+def test_the_summary_says_why_a_cache_hosts_weights_are_streamed(tmp_path):
+    """A cache host's whole-model weights fit but come from DRAM: the summary line says so, not
+    that pinning them would push activations out."""
+    from conftest import run_cli
+
+    from estimator.hardware import dump_profile
+
+    p = prof(sram_bytes=10 ** 9, dram_bandwidth_bytes_per_s=1e10, weight_residency="cache")
+    path = tmp_path / "cache.yaml"
+    dump_profile(p, path)
+    code, out, _ = run_cli("resnet50", "--hw", str(path))
+    assert code == 0 and "read from DRAM every pass" in out and "pinning them would push" not in out
