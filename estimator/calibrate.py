@@ -408,9 +408,10 @@ def apply_params(profile: HardwareProfile, params: Params, fitted_classes: Seque
     bw = params.onchip_bandwidth
     g = float(f"{params.in_graph_s:.4g}") if params.in_graph_s > 0 else None
     fb = params.fetch_bandwidth
-    changes = {"weight_fetch_bandwidth_bytes_per_s": None if fb is None else _r4(fb),"efficiency": {"compute": compute, "memory": _r4(1.0 / params.x_mem), "by_layer_class": by_class},
+    changes = {"efficiency": {"compute": compute, "memory": _r4(1.0 / params.x_mem), "by_layer_class": by_class},
                "layer_overhead_s": ov_default, "layer_overhead_by_class_s": ov_by or None,
-               "onchip_bandwidth_bytes_per_s": None if bw is None else _r4(bw), "kernel_overhead_in_graph_s": g}
+               "onchip_bandwidth_bytes_per_s": None if bw is None else _r4(bw), "kernel_overhead_in_graph_s": g,
+               "weight_fetch_bandwidth_bytes_per_s": None if fb is None else _r4(fb)}
     out = with_overrides(profile, **changes)
     extra = {}
     if source is not None:

@@ -513,8 +513,10 @@ def _best_residency(la: LayerArrays, hw: HwArrays, batches: Sequence[int]) -> Ra
 
 
 def weighted_kernels(la: LayerArrays) -> int:
-    """How many costed layers of the graph read weights."""
-    return int(((la.weight_bytes > 0) & la.costed & ~la.is_view).sum())
+    """How many kernels of the graph read weights (a fused member's, such as an unfolded
+    BatchNormalization's, belong to its kernel)."""
+    own = (la.weight_bytes > 0) & la.costed & ~la.is_view
+    return int((own & ~la.fused).sum()) if la.fused is not None else int(own.sum())
 
 
 def weight_hits(la: LayerArrays, hw: HwArrays, wtotal: np.ndarray) -> np.ndarray:

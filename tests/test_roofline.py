@@ -278,3 +278,20 @@ def test_the_summary_says_why_a_cache_hosts_weights_are_streamed(tmp_path):
     dump_profile(p, path)
     code, out, _ = run_cli("resnet50", "--hw", str(path))
     assert code == 0 and "read from DRAM every pass" in out and "pinning them would push" not in out
+
+
+def test_a_conv_and_its_batchnorm_are_one_weighted_kernel():
+    """weight_residency: cache keeps a single-kernel graph's weights in the cache; a Conv followed by
+    an unfolded BatchNormalization (its epilogue) is still one kernel."""
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+         helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["y"])], "cbn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.ones((8, 8, 1, 1), np.float32), "w")]
+        + [numpy_helper.from_array(np.ones(8, np.float32), n) for n in "sbmv"])
+    t = analyze(load_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])))
+    la = roofline.LayerArrays.from_table(t)
+    assert roofline.weighted_kernels(la) == 1
+    p = roofline.predict(t, prof(sram_bytes=1 << 20, weight_residency="cache"), [1], "fp32", "off")
+    assert p.weights_resident.all()
