@@ -44,6 +44,16 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
 #: class without an entry takes its parent's (CLASS_PARENT), then the profile-wide value.
 from .ops.base import CLASS_PARENT, LAYER_CLASSES  # noqa: E402  (one definition, in the cost model)
 
+
+def _by_class(by: Mapping, layer_class: str, default: float) -> float:
+    """A class's entry, else its parent's, its parent's parent's... (CLASS_PARENT), else `default`."""
+    c: str | None = layer_class
+    while c is not None:
+        if c in by:
+            return by[c]
+        c = CLASS_PARENT.get(c)
+    return default
+
 WINOGRAD_TILES: tuple[int, ...] = (2, 4)
 WINOGRAD_WEIGHTS: tuple[str, ...] = ("transformed", "expand_on_load")
 
@@ -208,10 +218,7 @@ class Efficiency:
             raise ValueError(
                 f"unknown layer class {layer_class!r}; known: {', '.join(LAYER_CLASSES)}"
             )
-        by = self.by_layer_class
-        if layer_class in by:
-            return float(by[layer_class])
-        return float(by.get(CLASS_PARENT.get(layer_class, layer_class), self.compute))
+        return float(_by_class(self.by_layer_class, layer_class, self.compute))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -301,10 +308,7 @@ class HardwareProfile:
     def overhead_for(self, layer_class: str) -> float:
         """Fixed time per layer of a class, as timed alone: ``layer_overhead_by_class_s`` entry,
         else ``layer_overhead_s`` (a kernel inside a whole graph adds ``kernel_overhead_in_graph_s``)."""
-        by = self.layer_overhead_by_class_s
-        if layer_class in by:
-            return float(by[layer_class])
-        return float(by.get(CLASS_PARENT.get(layer_class, layer_class), self.layer_overhead_s))
+        return float(_by_class(self.layer_overhead_by_class_s, layer_class, self.layer_overhead_s))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layer_overhead_by_class_s", _frozen(self.layer_overhead_by_class_s))

@@ -325,6 +325,52 @@ NCHWC_NATIVE = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "Global
                           "Concat", "BatchNormalization"} | set(ACTIVATIONS))
 NCHWC_CONV = frozenset({"Conv", "FusedConv"})
 LAYOUTS = ("nchwc",)
+#: onnxruntime (1.32, checked on its optimized graphs of one-conv probes, channel block 16) runs a
+#: convolution in the blocked layout only if its input channels come in whole vector loads: a
+#: dense conv of fewer input channels than a block (a stem: it reads NCHW directly) or of a
+#: multiple of this many (20, 24, 116 do; 17, 18, 30, 58 do not), a depthwise conv of a multiple
+#: of this many channels (4, 12, 24, 116 do; 6, 14, 58 do not), a grouped conv whose groups have a
+#: whole number of blocks of channels. Any other conv runs as a plain NCHW Conv (im2col and GEMM
+#: per group), outside the layout.
+NCHWC_CHANNEL_STEP = 4
+#: the class a grouped or depthwise conv outside the blocked layout is costed as (its per-group
+#: im2col and GEMM run at another rate than the blocked kernels; docs/roofline.md, "Kernel classes")
+UNBLOCKED_CLASS = {"grouped": "grouped_nchw", "depthwise": "grouped_nchw"}
+
+
+def runs_blocked(l, block: int) -> bool:
+    """Whether onnxruntime runs conv layer `l` in its blocked layout (NCHWC_CHANNEL_STEP); False
+    for any layer that is not a 2-D convolution."""
+    if not (l.op_type in NCHWC_CONV and l.kind == "contraction" and len(l.output_shape or ()) == 4):
+        return False
+    if l.layer_class == "depthwise":
+        return l.map_n % NCHWC_CHANNEL_STEP == 0
+    if l.layer_class == "grouped":
+        return l.map_n % block == 0 and l.map_k % block == 0
+    return l.map_k < block or l.map_k % NCHWC_CHANNEL_STEP == 0
+
+
+def input_channel_fill(l, block: int) -> float:
+    """The share of a blocked conv's input channels that are real: onnxruntime's ReorderInput
+    pads a dense conv's input channels to whole blocks, and the kernel multiplies the padding too
+    (measured on this project's host, 1x1 convs to 128 outputs at 28 x 28: 116 input channels cost
+    the same as 128, 112 cost 11% less; 40 the same as 48). 1 for a conv that reads NCHW (fewer
+    input channels than a block), a depthwise conv (it reduces over its window), a grouped conv
+    (its groups are whole blocks) and every other layer. The output channels' padding is the
+    profile's `mac_array` columns."""
+    if l.layer_class in ("depthwise", "grouped") or not runs_blocked(l, block):
+        return 1.0
+    k = int(l.map_k)
+    return 1.0 if k < block else k / (-(-k // block) * block)
+
+
+def layout_class(l, block: int) -> str:
+    """The kernel class layer `l` is costed as on a host with a blocked layout: a grouped or
+    depthwise conv the layout cannot take runs as another kernel (UNBLOCKED_CLASS)."""
+    c = l.layer_class
+    if c in UNBLOCKED_CLASS and l.op_type in NCHWC_CONV and not runs_blocked(l, block):
+        return UNBLOCKED_CLASS[c]
+    return c
 
 
 def layout_conversions(layers: Sequence, tensor_bytes: Mapping[str, float], graph_outputs: Sequence[str],
@@ -345,8 +391,7 @@ def layout_conversions(layers: Sequence, tensor_bytes: Mapping[str, float], grap
     inside = [False] * len(layers)
     for i, l in enumerate(layers):
         if l.op_type in NCHWC_CONV and l.kind == "contraction" and len(l.output_shape or ()) == 4:
-            # a grouped conv whose groups have fewer outputs than a block stays in NCHW
-            inside[i] = not (l.layer_class == "grouped" and l.map_n % block)
+            inside[i] = runs_blocked(l, block)
         elif l.op_type in NCHWC_NATIVE and l.inputs and all(x in producer and inside[producer[x]] for x in l.inputs):
             sizes = {tensor_bytes.get(x) for x in l.inputs}
             if l.op_type in ("Add", "Sum", "Mul"):

@@ -108,6 +108,8 @@ class LayerArrays:
     #   GEMM view (positions, or the rows of a MatMul), per group; 0 = unmapped
     gemm_groups: np.ndarray = field(default=None, repr=False)  # (L,) independent GEMMs (groups of a grouped conv)
     tensor_names: tuple = field(default=None, repr=False)  # (T,) the tensors' names (a view's: its root's)
+    k_fill: np.ndarray = field(default=None, repr=False)   # (L,) real share of the input channels a blocked
+    #   layout pads to whole blocks (kernels.input_channel_fill); None: no layout, all 1
 
     @classmethod
     def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = (),
@@ -162,6 +164,8 @@ class LayerArrays:
         has_prod = prod >= 0
         np.add.at(ws, prod[has_prod], tb[has_prod])
         cls_index = {c: i for i, c in enumerate(LAYER_CLASSES)}
+        unblocked = set() if not layout else {id(l) for l in layers if l.op_type in kernels.NCHWC_CONV and l.kind == "contraction"
+                                              and len(l.output_shape or ()) == 4 and not kernels.runs_blocked(l, layout[1])}
         # padded index matrices: gathers instead of segment sums (fast over many configurations)
         ins_of: list[list[int]] = [[] for _ in range(L)]
         outs_of: list[list[int]] = [[] for _ in range(L)]
@@ -204,10 +208,12 @@ class LayerArrays:
             non_mac=non_mac,
             weight_bytes=np.array([l.weight_bytes_at(prec) for l in layers], dtype=np.float64),
             winograd=np.array([l.winograd_candidate for l in layers], dtype=bool),
-            map_k=np.array([l.map_k for l in layers], dtype=np.float64),
-            map_n=np.array([l.map_n for l in layers], dtype=np.float64),
+            # a conv outside the blocked layout runs unpadded: not mapped onto the channel block
+            map_k=np.array([0 if id(l) in unblocked else l.map_k for l in layers], dtype=np.float64),
+            map_n=np.array([0 if id(l) in unblocked else l.map_n for l in layers], dtype=np.float64),
             is_view=is_view, costed=np.array([l.status == "ok" for l in layers], dtype=bool),
-            class_idx=np.array([cls_index.get(l.layer_class, cls_index["other"]) for l in layers], dtype=np.int64),
+            class_idx=np.array([cls_index.get(kernels.layout_class(l, layout[1]) if layout else l.layer_class,
+                                              cls_index["other"]) for l in layers], dtype=np.int64),
             tensor_bytes=tb, producer=prod, is_output=is_out, edge_tensor=et, edge_layer=el, ws_bytes=ws,
             in_pad=pad(ins_of, T), out_pad=pad(outs_of, T), cons_pad=pad(cons_of, L),
             fused=fused, fused_input=fused_in, fused_work=fused_work,
@@ -217,6 +223,7 @@ class LayerArrays:
                                  for l in layers], dtype=np.float64),
             kernel_head=heads,
             reorder=_reorders(layers, tbytes, graph_outputs, layout, heads), tensor_names=tuple(names),
+            k_fill=None if not layout else np.array([kernels.input_channel_fill(l, layout[1]) for l in layers]),
             **_gemm_view(layers))
 
 
@@ -589,6 +596,8 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
     # compute
     rc = uni(np.stack([hw.rows, hw.cols], axis=1))
     util = _util(la.map_k, la.map_n, rc[:, 0], rc[:, 1])                 # (C|1, L)
+    if la.k_fill is not None:   # a blocked layout's padded input channels (kernels.input_channel_fill)
+        util = util * la.k_fill[None, :]
     eff = uni(hw.compute_eff)[:, la.class_idx]                           # (C|1, L)
     peak = uni(hw.peak_macs_per_s[:, None])                              # (C|1, 1)
     mac_rate = (peak * util * eff)[:, None, :] * _wave_util(la, hw, b)  # (C|1, 1|B, L)

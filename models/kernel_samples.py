@@ -141,6 +141,16 @@ def sample_specs(quick: bool = False) -> list[dict]:
     for op, count in (("concat", 5), ("shuffle", 4), ("slice", 3)):
         specs.extend(_draw(rng, n(count), lambda r, op=op: {"class": "data", "op": op, **act_map(r)},
                            lambda s: ew_ok(s) and s["c"] % 2 == 0))
+    # onnxruntime runs a grouped conv in its blocked layout only when a group's channels fill
+    # whole blocks (group width 16, 32, 48, 64: RegNet-X's), else as a plain per-group conv
+    # (kernels.runs_blocked): two kernels, costed as two classes on such a host; the draw above
+    # has few of the blocked kind, so more of them (and of the plain kind) are drawn here, last,
+    # leaving the samples above as they were
+    def grouped_wide(r):
+        gw, g = int(r.choice((16, 16, 32, 48, 64, 12, 20))), int(r.choice((2, 4, 5, 8, 10, 16, 25)))
+        return {"class": "grouped", "op": "conv", "cin": g * gw, "cout": g * gw, "hw": int(r.choice(_HW[:4])), "k": 3,
+                "stride": int(r.choice((1, 1, 2))), "group": g, "act": r.choice((None, "Relu"))}
+    specs.extend(_draw(rng, n(10), grouped_wide, lambda s: conv_ok(s) and s["cin"] <= 1024))
     for i, s in enumerate(specs):
         s["id"] = f"{s['class']}/{i:03d}"
     return specs

@@ -277,10 +277,18 @@ def test_kernel_classes_of_a_hand_built_graph():
         "layer_overhead_by_class_s": {p: 1e-5 * (k + 2) for k, p in enumerate(parents)},
         "efficiency": {"compute": 0.9, "by_layer_class": {p: 0.1 * (k + 2) for k, p in enumerate(parents)}}}, "test")
     for child, parent in CLASS_PARENT.items():
+        if child in parents:   # a parent itself (grouped, of grouped_nchw): named, so its own figure
+            continue
         k = parents.index(parent)
         assert prof.efficiency.compute_for(child) == pytest.approx(0.1 * (k + 2)), child
         assert prof.overhead_for(child) == pytest.approx(1e-5 * (k + 2)), child
     assert prof.efficiency.compute_for("other") == 0.9 and prof.overhead_for("other") == 1e-6
+    # a profile naming only the root of a chain: grouped_nchw -> grouped -> conv_other
+    root = hardware.profile_from_dict({
+        "schema_version": 1, "name": "p", "source": "test", "clock_hz": 1e9, "mac_units": {"fp32": 64},
+        "sram_bytes": 1 << 20, "dram_bandwidth_bytes_per_s": 1e10, "layer_overhead_by_class_s": {"conv_other": 7e-6},
+        "efficiency": {"compute": 0.9, "by_layer_class": {"conv_other": 0.4}}}, "test")
+    assert root.efficiency.compute_for("grouped_nchw") == 0.4 and root.overhead_for("grouped_nchw") == 7e-6
 
 
 def test_layout_reorders_match_onnxruntimes_optimized_graph():
@@ -477,3 +485,87 @@ def test_a_hardswish_leaving_the_graph_is_not_folded_into_the_conv():
     assert back.unfused_at_output == frozenset({"HardSwish"})
     with pytest.raises(UserError, match="unfused_at_output"):
         kernels.parse_rule("p.yaml: fusion[0]", {**kernels.rule_to_data(mine), "unfused_at_output": "HardSwish"})
+
+
+# (input channels, output channels, kernel, group) of one-conv probes: whether onnxruntime (1.32,
+# 16-lane blocks) ran each in NCHWc, as its optimized graph says; kernels.runs_blocked must agree
+_BLOCK_PROBES = [(64, 64, 1, 1), (58, 58, 1, 1), (64, 58, 1, 1), (58, 64, 1, 1), (24, 24, 1, 1), (116, 116, 1, 1),
+                 (18, 64, 1, 1), (17, 64, 3, 1), (20, 20, 3, 1), (6, 64, 1, 1), (15, 64, 3, 1), (3, 24, 3, 1),
+                 (58, 58, 3, 58), (116, 116, 3, 116), (12, 12, 3, 12), (6, 6, 3, 6), (30, 30, 3, 30),
+                 (64, 64, 3, 8), (128, 128, 3, 8), (64, 64, 3, 2), (96, 96, 3, 4), (16, 16, 3, 2)]
+
+
+@pytest.mark.parametrize("cin,cout,k,group", _BLOCK_PROBES)
+def test_which_convs_onnxruntime_runs_in_its_blocked_layout(cin, cout, k, group):
+    """kernels.runs_blocked against onnxruntime's optimized graph of a one-conv probe: a dense conv
+    of fewer than 16 input channels or a multiple of 4, a depthwise conv of a multiple of 4, a
+    grouped conv of whole 16-channel groups run in NCHWc; any other as a plain Conv. A grouped or
+    depthwise conv outside the layout is costed as grouped_nchw."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from estimator.analyze import analyze as analyze_graph
+    from estimator.onnx_io import load_graph
+
+    pytest.importorskip("onnxruntime")
+    from estimator.validate.detect import optimized_ops
+
+    w = numpy_helper.from_array(np.ones((cout, cin // group, k, k), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="c", group=group, kernel_shape=[k, k], pads=[k // 2] * 4)
+    g = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, 14, 14])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    ops = optimized_ops(m, 2)
+    if "ReorderOutput" not in ops and not any(o in ("Conv", "FusedConv") for o in ops):
+        pytest.skip(f"unexpected optimized graph {ops}")
+    ort_blocked = "ReorderOutput" in ops
+    (conv,) = analyze_graph(load_graph(m)).layers
+    assert kernels.runs_blocked(conv, 16) == ort_blocked, ops
+    if group > 1:
+        assert kernels.layout_class(conv, 16) == (conv.layer_class if ort_blocked else "grouped_nchw")
+    else:
+        assert kernels.layout_class(conv, 16) == conv.layer_class
+
+
+def test_a_blocked_layout_pads_a_dense_convs_input_channels():
+    """Under layout nchwc, a 1x1 conv of 116 input channels runs at 116/128 of the rate of one of
+    128 (measured: the same time); a depthwise conv, a stem and a conv outside the layout are not
+    padded on input; without the layout nothing is."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from estimator.analyze import analyze as analyze_graph
+    from estimator.onnx_io import load_graph
+
+    def conv_table(cin, cout, k, group):
+        w = numpy_helper.from_array(np.ones((cout, cin // group, k, k), np.float32), "w")
+        node = helper.make_node("Conv", ["x", "w"], ["y"], name="c", group=group, kernel_shape=[k, k], pads=[k // 2] * 4)
+        g = helper.make_graph([node], "p", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, 14, 14])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[w])
+        return analyze_graph(load_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])))
+
+    def conv_layer(*a):
+        (l,) = conv_table(*a).layers
+        return l
+
+    assert kernels.input_channel_fill(conv_layer(116, 128, 1, 1), 16) == pytest.approx(116 / 128)
+    assert kernels.input_channel_fill(conv_layer(40, 128, 3, 1), 16) == pytest.approx(40 / 48)
+    assert kernels.input_channel_fill(conv_layer(128, 128, 1, 1), 16) == 1.0
+    assert kernels.input_channel_fill(conv_layer(3, 32, 3, 1), 16) == 1.0       # a stem reads NCHW
+    assert kernels.input_channel_fill(conv_layer(116, 116, 3, 116), 16) == 1.0  # depthwise
+    assert kernels.input_channel_fill(conv_layer(58, 64, 1, 1), 16) == 1.0      # plain NCHW, unpadded
+    # through the roofline: per MAC, the 116-channel conv takes 128/116 of the 128-channel one's time
+    # under the layout, the same without it
+    prof = profile_from_dict({"schema_version": 1, "name": "h", "kind": "cpu", "source": "test", "clock_hz": 1e9,
+                              "mac_units": {"fp32": 100.0}, "sram_bytes": 1 << 30, "dram_bandwidth_bytes_per_s": 1e15,
+                              "mac_array": {"rows": 1, "cols": 16}}, "test")
+    hw = roofline.HwArrays.from_profiles([prof], "fp32")
+    per_mac = {}
+    for layout in (("nchwc", 16), None):
+        for cin in (116, 128):
+            t = conv_table(cin, 128, 1, 1)
+            raw = roofline.evaluate(roofline.LayerArrays.from_table(t, layout=layout), hw, [1])
+            per_mac[layout, cin] = float(raw.compute_s[0, 0].sum()) / t.layers[0].macs
+    assert per_mac[("nchwc", 16), 116] / per_mac[("nchwc", 16), 128] == pytest.approx(128 / 116)
+    assert per_mac[None, 116] == pytest.approx(per_mac[None, 128])
