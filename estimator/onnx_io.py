@@ -21,7 +21,7 @@ load_graph(path or ModelProto, overrides) -> Graph, ready for costing:
 from __future__ import annotations
 
 import os
-from collections import deque
+from collections import Counter, deque
 from itertools import chain
 from typing import Any, Iterable, Mapping
 
@@ -559,6 +559,10 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     constants = set(init_names)
     constants.discard("")
     const_nodes: set[str] = set()
+    # shape arithmetic folded here from dims a symbolic input dim set: a runtime sees the dims
+    # unbound and computes it at run time (onnxruntime runs every such node as a kernel)
+    runtime_t: set[str] = set()
+    runtime_nodes: list[str] = []   # their op types
     for i in order:
         op, dom, n_in, n_out = plain[i]
         x0 = n_in[0] if n_in else ""
@@ -571,6 +575,9 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
         if op in SHAPE_READERS and ins and infos.get(ins[0]) is not None and infos[ins[0]].shape is not None:
             const_nodes.add(names[i])  # reads only metadata of a tensor whose shape is known
             static.update(outs)
+            if bindings and ins[0] not in constants and ins[0] not in static:   # an activation's shape
+                runtime_t.update(outs)
+                runtime_nodes.append(op)
             continue
         if not all(x in constants or x in static for x in ins):
             continue  # the common case: a layer reading activations
@@ -591,7 +598,16 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
         elif small or op in _WEIGHT_DERIVING:
             const_nodes.add(names[i])
             static.update(outs)
+            if runtime_t and any(x in runtime_t for x in ins):
+                runtime_t.update(outs)
+                runtime_nodes.append(op)
 
+    if runtime_nodes:
+        kinds = Counter(runtime_nodes)
+        notes.append(f"{len(runtime_nodes)} shape-computation node(s) ({', '.join(f'{k} x{v}' for k, v in kinds.most_common(4))}"
+                     f"{', ...' if len(kinds) > 4 else ''}) are folded here with the symbolic dims bound, but a runtime sees "
+                     "the dims unbound and computes them at run time (onnxruntime runs each as a kernel: 0.3-0.4 us "
+                     "apiece on the host of docs/calibration.md); they are not in the layers or the predicted time")
     # initializers no top-level node reads: unused, or read inside If/Loop/Scan bodies (which
     # this tool does not descend into): say so, never count them silently as zero or as params
     read = {x for p in plain for x in p[2] if x}

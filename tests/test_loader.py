@@ -375,3 +375,28 @@ def test_fuzzed_files_give_a_result_or_a_user_error(tmp_path):
         if code not in (0, 2) or "internal error" in err or "Traceback" in err:
             bad.append((code, err.strip()[:160]))
     assert not bad, bad[:5]
+
+
+def test_shape_arithmetic_of_a_symbolic_batch_is_reported_as_run_time_work():
+    """A torch export's flatten: Shape -> Gather -> Unsqueeze -> Concat -> Reshape. With the batch
+    dim symbolic ('N') a runtime computes the four shape nodes at run time (onnxruntime runs each
+    as a kernel); folded here with N bound, they are not costed, so the loader says so and how many.
+    With a fixed batch they are constants for every runtime: no note."""
+    ints = lambda v, n: numpy_helper.from_array(np.array(v, np.int64), n)  # noqa: E731
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "i0"], ["n"], name="gather", axis=0),
+             helper.make_node("Unsqueeze", ["n", "ax"], ["u"], name="unsq"),
+             helper.make_node("Concat", ["u", "m1"], ["shp"], name="cat", axis=0),
+             helper.make_node("Reshape", ["x", "shp"], ["y"], name="flatten")]
+
+    def notes(batch_dim):
+        g = helper.make_graph(nodes, "f", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch_dim, 8, 2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [ints(0, "i0"), ints([0], "ax"), ints([-1], "m1")])
+        graph = load_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), batch=2)
+        assert [n.name for n in graph.nodes if n.name not in graph.const_nodes] == ["flatten"]
+        return [x for x in graph.notes if "shape-computation" in x]
+
+    (note,) = notes("N")
+    assert note.startswith("4 shape-computation node(s)") and "run time" in note
+    assert notes(2) == []
