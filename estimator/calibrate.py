@@ -327,6 +327,9 @@ def sample_dataset(doc: Mapping, precision: str, *, source: str = "kernel sample
         la = _embedded(LayerArrays.from_table(table, rules=rules, layout=layout))
         members = tuple(i for i, l in enumerate(table.layers) if l.kind != "view")
         head = table.layers[members[0]].name
+        if layout:   # reported under the class it is costed as (a plain grouped conv: grouped_nchw)
+            from .kernels import layout_class
+            cls = layout_class(table.layers[members[0]], layout[1])
         cfgs = tuple(ConfigObs(file=source, model=f"kernel {sid}", batch=b, precision=precision,
                                measured_s=t, groups=((head, t, members),)) for b, t in timed if t > 0)
         if cfgs:
@@ -630,14 +633,16 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
     # profile's, applies to them
     eff_col, ov_col = np.arange(nC), np.arange(nC)
     tied: dict[str, str] = {}
-    for child, parent in CLASS_PARENT.items():
-        ci, pi = LAYER_CLASSES.index(child), LAYER_CLASSES.index(parent)
-        if not major[ci] and major[pi]:
-            eff_col[ci] = pi
-            tied[child] = parent
-        if not ov_free[ci] and ov_free[pi]:
-            ov_col[ci] = pi
-            tied[child] = parent
+    for child in CLASS_PARENT:
+        ci = LAYER_CLASSES.index(child)
+        # the nearest ancestor with data of its own (grouped_nchw -> grouped -> conv_other)
+        for has, col in ((major, eff_col), (ov_free, ov_col)):
+            parent = CLASS_PARENT[child]
+            while parent is not None and not has[LAYER_CLASSES.index(parent)]:
+                parent = CLASS_PARENT.get(parent)
+            if not has[ci] and parent is not None:
+                col[ci] = LAYER_CLASSES.index(parent)
+                tied[child] = parent
     # the in-graph cost per kernel is told apart from the classes' own fixed costs only by kernel
     # samples (timed alone: without it) next to whole models (with it)
     has_samples = any(b.in_graph == 0.0 for b in bases)

@@ -333,15 +333,21 @@ LAYOUTS = ("nchwc",)
 #: whole number of blocks of channels. Any other conv runs as a plain NCHW Conv (im2col and GEMM
 #: per group), outside the layout.
 NCHWC_CHANNEL_STEP = 4
-#: the class a grouped or depthwise conv outside the blocked layout is costed as (its per-group
-#: im2col and GEMM run at another rate than the blocked kernels; docs/roofline.md, "Kernel classes")
-UNBLOCKED_CLASS = {"grouped": "grouped_nchw", "depthwise": "grouped_nchw"}
+#: the class a grouped conv outside the blocked layout is costed as (its per-group im2col and GEMM
+#: run at another rate than the blocked kernels; docs/roofline.md, "Kernel classes"). A depthwise
+#: conv outside the layout keeps its class (one sample shape of that kind is too few to fit one)
+UNBLOCKED_CLASS = {"grouped": "grouped_nchw"}
+
+
+def is_2d_conv(l) -> bool:
+    """A 2-D convolution: the only layers onnxruntime's blocked layout takes."""
+    return l.op_type in NCHWC_CONV and l.kind == "contraction" and len(l.output_shape or ()) == 4
 
 
 def runs_blocked(l, block: int) -> bool:
     """Whether onnxruntime runs conv layer `l` in its blocked layout (NCHWC_CHANNEL_STEP); False
     for any layer that is not a 2-D convolution."""
-    if not (l.op_type in NCHWC_CONV and l.kind == "contraction" and len(l.output_shape or ()) == 4):
+    if not is_2d_conv(l):
         return False
     if l.layer_class == "depthwise":
         return l.map_n % NCHWC_CHANNEL_STEP == 0
@@ -368,7 +374,7 @@ def layout_class(l, block: int) -> str:
     """The kernel class layer `l` is costed as on a host with a blocked layout: a grouped or
     depthwise conv the layout cannot take runs as another kernel (UNBLOCKED_CLASS)."""
     c = l.layer_class
-    if c in UNBLOCKED_CLASS and l.op_type in NCHWC_CONV and not runs_blocked(l, block):
+    if c in UNBLOCKED_CLASS and is_2d_conv(l) and not runs_blocked(l, block):
         return UNBLOCKED_CLASS[c]
     return c
 
@@ -390,7 +396,7 @@ def layout_conversions(layers: Sequence, tensor_bytes: Mapping[str, float], grap
             consumers.setdefault(x, []).append(i)
     inside = [False] * len(layers)
     for i, l in enumerate(layers):
-        if l.op_type in NCHWC_CONV and l.kind == "contraction" and len(l.output_shape or ()) == 4:
+        if is_2d_conv(l):
             inside[i] = runs_blocked(l, block)
         elif l.op_type in NCHWC_NATIVE and l.inputs and all(x in producer and inside[producer[x]] for x in l.inputs):
             sizes = {tensor_bytes.get(x) for x in l.inputs}
@@ -409,7 +415,7 @@ def layout_conversions(layers: Sequence, tensor_bytes: Mapping[str, float], grap
         if inside[i] and l.op_type in NCHWC_CONV and l.inputs:
             x = l.inputs[0]
             p = producer.get(x)
-            stem = l.layer_class in ("conv3x3", "conv1x1", "conv_other", "gemv") and l.map_k < block
+            stem = l.layer_class in ("conv3x3", "conv1x1", "conv_other", "gemv", "conv_stem") and l.map_k < block
             if (p is None or not inside[p]) and not stem:
                 found.append((i, x, int(l.input_elems)))
         if inside[i]:

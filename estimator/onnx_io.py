@@ -604,10 +604,11 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
 
     if runtime_nodes:
         kinds = Counter(runtime_nodes)
-        notes.append(f"{len(runtime_nodes)} shape-computation node(s) ({', '.join(f'{k} x{v}' for k, v in kinds.most_common(4))}"
+        notes.append(f"up to {len(runtime_nodes)} shape-computation node(s) ({', '.join(f'{k} x{v}' for k, v in kinds.most_common(4))}"
                      f"{', ...' if len(kinds) > 4 else ''}) are folded here with the symbolic dims bound, but a runtime sees "
-                     "the dims unbound and computes them at run time (onnxruntime runs each as a kernel: 0.2-0.4 us "
-                     "apiece on the host of docs/calibration.md); they are not in the layers or the predicted time")
+                     "the dims unbound and may compute them at run time (onnxruntime runs those its optimizer keeps as "
+                     "kernels, 0.2-0.4 us apiece on the host of docs/calibration.md; it fuses a flatten's into its Reshape); "
+                     "they are not in the layers or the predicted time")
     # initializers no top-level node reads: unused, or read inside If/Loop/Scan bodies (which
     # this tool does not descend into): say so, never count them silently as zero or as params
     read = {x for p in plain for x in p[2] if x}

@@ -164,8 +164,8 @@ class LayerArrays:
         has_prod = prod >= 0
         np.add.at(ws, prod[has_prod], tb[has_prod])
         cls_index = {c: i for i, c in enumerate(LAYER_CLASSES)}
-        unblocked = set() if not layout else {id(l) for l in layers if l.op_type in kernels.NCHWC_CONV and l.kind == "contraction"
-                                              and len(l.output_shape or ()) == 4 and not kernels.runs_blocked(l, layout[1])}
+        unblocked = set() if not layout else {id(l) for l in layers if kernels.is_2d_conv(l)
+                                              and not kernels.runs_blocked(l, layout[1])}
         # padded index matrices: gathers instead of segment sums (fast over many configurations)
         ins_of: list[list[int]] = [[] for _ in range(L)]
         outs_of: list[list[int]] = [[] for _ in range(L)]

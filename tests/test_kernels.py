@@ -492,15 +492,16 @@ def test_a_hardswish_leaving_the_graph_is_not_folded_into_the_conv():
 _BLOCK_PROBES = [(64, 64, 1, 1), (58, 58, 1, 1), (64, 58, 1, 1), (58, 64, 1, 1), (24, 24, 1, 1), (116, 116, 1, 1),
                  (18, 64, 1, 1), (17, 64, 3, 1), (20, 20, 3, 1), (6, 64, 1, 1), (15, 64, 3, 1), (3, 24, 3, 1),
                  (58, 58, 3, 58), (116, 116, 3, 116), (12, 12, 3, 12), (6, 6, 3, 6), (30, 30, 3, 30),
-                 (64, 64, 3, 8), (128, 128, 3, 8), (64, 64, 3, 2), (96, 96, 3, 4), (16, 16, 3, 2)]
+                 (64, 64, 3, 8), (128, 128, 3, 8), (64, 64, 3, 2), (96, 96, 3, 4), (16, 16, 3, 2),
+                 (16, 32, 3, 16), (32, 64, 3, 32), (12, 24, 3, 12)]   # depthwise with a channel multiplier: plain
 
 
 @pytest.mark.parametrize("cin,cout,k,group", _BLOCK_PROBES)
 def test_which_convs_onnxruntime_runs_in_its_blocked_layout(cin, cout, k, group):
     """kernels.runs_blocked against onnxruntime's optimized graph of a one-conv probe: a dense conv
     of fewer than 16 input channels or a multiple of 4, a depthwise conv of a multiple of 4, a
-    grouped conv of whole 16-channel groups run in NCHWc; any other as a plain Conv. A grouped or
-    depthwise conv outside the layout is costed as grouped_nchw."""
+    grouped conv of whole 16-channel groups run in NCHWc; any other as a plain Conv (a depthwise
+    conv with a channel multiplier too). A grouped conv outside the layout is costed as grouped_nchw."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -522,10 +523,11 @@ def test_which_convs_onnxruntime_runs_in_its_blocked_layout(cin, cout, k, group)
     ort_blocked = "ReorderOutput" in ops
     (conv,) = analyze_graph(load_graph(m)).layers
     assert kernels.runs_blocked(conv, 16) == ort_blocked, ops
-    if group > 1:
-        assert kernels.layout_class(conv, 16) == (conv.layer_class if ort_blocked else "grouped_nchw")
-    else:
-        assert kernels.layout_class(conv, 16) == conv.layer_class
+    # a grouped conv outside the layout is costed as grouped_nchw; a depthwise or dense one keeps its class
+    want = "grouped_nchw" if conv.layer_class == "grouped" and not ort_blocked else conv.layer_class
+    assert kernels.layout_class(conv, 16) == want
+    if group == cin and cout != cin:
+        assert conv.layer_class == "grouped"   # a channel multiplier: not onnxruntime's depthwise kernel
 
 
 def test_a_blocked_layout_pads_a_dense_convs_input_channels():
@@ -569,3 +571,25 @@ def test_a_blocked_layout_pads_a_dense_convs_input_channels():
             per_mac[layout, cin] = float(raw.compute_s[0, 0].sum()) / t.layers[0].macs
     assert per_mac[("nchwc", 16), 116] / per_mac[("nchwc", 16), 128] == pytest.approx(128 / 116)
     assert per_mac[None, 116] == pytest.approx(per_mac[None, 128])
+
+
+def test_a_three_channel_stem_reads_nchw_without_a_conversion():
+    """An image model's first conv (3 input channels, class conv_stem) reads the NCHW input
+    directly: onnxruntime's optimized graph has a ReorderOutput and no ReorderInput, and so does
+    kernels.layout_conversions (it had charged the stem a ReorderInput)."""
+    from estimator.analyze import analyze as analyze_graph
+
+    pytest.importorskip("onnxruntime")
+    from estimator.validate.detect import optimized_ops
+
+    w = numpy_helper.from_array(np.ones((16, 3, 3, 3), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="stem", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
+    g = helper.make_graph([node], "stem", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    ops = optimized_ops(m, 2)
+    table = analyze_graph(load_graph(m))
+    assert table.layers[0].layer_class == "conv_stem"
+    found = kernels.layout_conversions(table.layers, table.tensor_bytes, table.outputs, block=16)
+    assert len(found) == sum(o in ("ReorderInput", "ReorderOutput") for o in ops) == 1, (ops, found)

@@ -75,11 +75,12 @@ STEM_MAX_CHANNELS = 4
 
 
 def conv_layer_class(g: ConvGeometry) -> str:
-    """depthwise: group > 1 and group == C_in; gemv: a 1x1 conv (group 1) with one output pixel
+    """depthwise: group > 1 and group == C_in == C_out (one with a channel multiplier, C_out = m x
+    C_in, is grouped: onnxruntime runs it as a plain grouped conv, not its depthwise kernel); gemv: a 1x1 conv (group 1) with one output pixel
     per sample; conv1x1: all kernel dims 1, group 1; conv_stem: a 2-D conv (group 1) of at most
     STEM_MAX_CHANNELS input channels, an image model's first; grouped: 1 < group < C_in (RegNet,
     ResNeXt); conv3x3: 2-D, 3x3 kernel, group 1; conv_other: the rest."""
-    if g.group > 1 and g.group == g.c_in:
+    if g.group > 1 and g.group == g.c_in and g.c_out in (g.c_in, 0):
         return "depthwise"
     if g.group == 1 and all(k == 1 for k in g.kernel):
         # one output pixel per sample (a squeeze-excitation conv after global pooling): a
