@@ -560,7 +560,7 @@ def load_graph(source: str | onnx.ModelProto, *, batch: int | None = None,
     constants.discard("")
     const_nodes: set[str] = set()
     # shape arithmetic folded here from dims a symbolic input dim set: a runtime sees the dims
-    # unbound and computes it at run time (onnxruntime runs every such node as a kernel)
+    # unbound and may compute it at run time (onnxruntime runs the nodes its optimizer keeps)
     runtime_t: set[str] = set()
     runtime_nodes: list[str] = []   # their op types
     for i in order:
