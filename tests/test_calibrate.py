@@ -489,3 +489,50 @@ def test_the_profilers_cost_per_event_is_fitted_out_of_the_layer_times():
         assert ov[c] == pytest.approx(2e-5, rel=0.05), c
     # without end-to-end rows the profiler's cost cannot be told from the classes' own: not fitted
     assert cal.fit(data, _profile(), use_e2e=False).profiler_s == 0.0
+
+
+def _grouped_tie_model(tmp_path):
+    """x[N,64,28,28] -> three 5x5 convs (conv_other) -> a grouped 1x1 conv of 8-channel groups
+    (outside a 16-channel blocked layout: grouped_nchw), too small to be fitted on its own."""
+    from onnx import TensorProto, helper, numpy_helper
+    import onnx
+
+    rng = np.random.default_rng(0)
+    inits, nodes, x = [], [], "x"
+    for i in range(3):
+        inits.append(numpy_helper.from_array(rng.standard_normal((64, 64, 5, 5)).astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], name=f"conv{i}", pads=[2] * 4))
+        x = f"c{i}"
+    inits.append(numpy_helper.from_array(rng.standard_normal((64, 8, 1, 1)).astype(np.float32), "wg"))
+    nodes.append(helper.make_node("Conv", [x, "wg"], ["y"], name="gconv", group=8))
+    g = helper.make_graph(nodes, "tie", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64, 28, 28])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    p = tmp_path / "tie.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    return str(p)
+
+
+def test_a_class_without_data_follows_its_nearest_ancestor_with_data(tmp_path):
+    # grouped_nchw -> grouped -> conv_other: with no grouped data at all, the grouped conv is
+    # costed with conv_other's fitted figures, not the input profile's (two levels up)
+    truth = _profile(efficiency={"compute": 0.5, "memory": 0.6, "by_layer_class": {"conv_other": 0.3}},
+                     layer_overhead_s=2e-5)
+    start = _profile()
+    layout = ("nchwc", 16)
+    path = _grouped_tie_model(tmp_path)
+    table = api.analyze(path, batch=1, precision="fp32")
+    from estimator import kernels
+    assert [kernels.layout_class(l, 16) for l in table.layers if l.op_type == "Conv"] == \
+        ["conv_other"] * 3 + ["grouped_nchw"]
+    data = cal.build_dataset([("tie.json", _fake_doc(table, truth, [1, 2, 4], "tie"), table)], "fp32", layout=layout)
+    fr = cal.fit(data, start)
+    tied = dict(fr.tied)
+    assert tied["grouped_nchw"] == "conv_other" and tied["grouped"] == "conv_other"
+    assert "conv_other" in fr.fitted_classes
+    eff = fr.params.efficiencies()
+    assert eff["conv_other"] == pytest.approx(0.3, rel=0.02)
+    fitted = cal.apply_params(start, fr.params, fr.fitted_classes, overhead_classes=fr.overhead_classes)
+    for c in ("grouped_nchw", "grouped"):
+        assert fitted.efficiency.compute_for(c) == pytest.approx(0.3, rel=0.02), c
+    # the start profile's figure for them (1.0) is what an untied class would have kept
+    assert start.efficiency.compute_for("grouped_nchw") == pytest.approx(1.0)
