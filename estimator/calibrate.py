@@ -451,7 +451,7 @@ class _Basis:
     reo: np.ndarray       # (S, L) seconds of a pass's layout conversions at efficiency 1 (data class)
     in_graph: float = 1.0  # 1 for a whole model (its kernels pay Params.in_graph_s), 0 for a kernel sample
     fetch: np.ndarray = None  # (V, S, L) weight bytes of a pass a contraction reads from DRAM (Params.s_fetch)
-    split: np.ndarray = None  # (S, L) 1 for a kernel the runtime splits over threads (it pays Params.in_graph_s)
+    split: np.ndarray = None  # (S, L) 1 for a kernel that pays Params.in_graph_s (roofline.pays_in_graph)
 
     def terms(self, batch: int, p: "Params") -> "_Terms":
         """The terms at efficiency 1 (of one pass, and the number of passes) for what the roofline picks
@@ -509,7 +509,7 @@ def _unit_profile(profile: HardwareProfile) -> HardwareProfile:
 
 
 def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> _Basis:
-    from .roofline import _evaluate_plain, can_pin, split_kernels, weight_hits  # one pass per batch, no sub-batch or residency choice
+    from .roofline import _evaluate_plain, can_pin, pays_in_graph, weight_hits  # one pass per batch, no sub-batch or residency choice
 
     want = sorted({c.batch for c in m.configs})
     top = max(want)
@@ -536,7 +536,7 @@ def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> _Basis:
     # fitted for a CPU host only (weight_residency: cache): an accelerator's weight stream is its DRAM term
     cache = bool(hw.weight_cache is not None and hw.weight_cache[0])
     fetch = np.stack([np.broadcast_to((1.0 - h) * wread * cache, (len(cand), len(wread))) for h in hits])
-    split = split_kernels(m.layers, hw, np.asarray(cand, dtype=float)[None, :, None])[0].astype(float)
+    split = pays_in_graph(m.layers, hw, np.asarray(cand, dtype=float)[None, :, None])[0].astype(float)
     return _Basis(cand=np.array(cand), comp=np.maximum(comp, 0.0),
                   mem=np.stack([r.memory_s[0] for r in variants]), costed=costed, cls=m.layers.class_idx, act=act, reo=reo,
                   in_graph=0.0 if m.sample else 1.0, fetch=fetch, split=split)

@@ -476,11 +476,13 @@ def calibrate_command(
                                        f"kept from the input profile ({fr.params.in_graph_s * 1e6:.2f} us): fitted only "
                                        "with kernel samples next to whole-model results" if not n_samples else
                                        "fitted: 0 (the whole-model results show no extra cost per kernel)")
-                                      + (f"; paid by the kernels the runtime splits over threads (at least "
-                                         f"{_g(profile.split_min_macs)} MACs or {_g(profile.split_min_ops)} element ops "
-                                         "per pass, split_min_macs / split_min_ops)"
-                                         if fr.params.in_graph_s > 0 and (profile.split_min_macs is not None
-                                                                           or profile.split_min_ops is not None) else ""),
+                                      + (f"; paid by the kernels without MACs (element-wise, normalization, pooling, data "
+                                         f"movement) that the runtime splits over threads (at least "
+                                         f"{_g(profile.split_min_ops)} element ops per pass, split_min_ops); a convolution or "
+                                         "matmul costs inside a graph what it costs alone (docs/roofline.md)"
+                                         if fr.params.in_graph_s > 0 and profile.split_min_ops is not None else
+                                         "; paid by every kernel without MACs (a convolution or matmul costs inside a graph "
+                                         "what it costs alone, docs/roofline.md)" if fr.params.in_graph_s > 0 else ""),
         "weight_fetch_bandwidth_bytes_per_s": (
             f"fitted: {_g(fr.params.fetch_bandwidth)} B/s, the rate at which a contraction kernel of a whole graph reads "
             "its weights from DRAM on top of its MAC time (weight_residency: cache; the kernel samples, whose weights "

@@ -268,12 +268,13 @@ class HardwareProfile:
     dram_bandwidth_bytes_per_s: float
     onchip_bandwidth_bytes_per_s: float | None = None
     weight_fetch_bandwidth_bytes_per_s: float | None = None  # None: a weight read overlaps the MACs (docs/roofline.md)
-    split_min_macs: float | None = None   # with split_min_ops: only kernels split over threads pay
-    split_min_ops: float | None = None    #   kernel_overhead_in_graph_s; None: every kernel does
+    split_min_macs: float | None = None   # where the runtime splits a contraction over threads (recorded)
+    split_min_ops: float | None = None    # kernels without MACs from this many element ops pay
+    #   kernel_overhead_in_graph_s; None: every kernel without MACs does (roofline.pays_in_graph)
     dram_bytes: int | None = None
     layer_overhead_s: float = 0.0
     layer_overhead_by_class_s: FrozenMap = field(default_factory=FrozenMap)
-    kernel_overhead_in_graph_s: float = 0.0   # every kernel of a whole graph pays it on top of its class's
+    kernel_overhead_in_graph_s: float = 0.0   # a kernel without MACs of a whole graph pays it on top of its class's
     efficiency: Efficiency = field(default_factory=Efficiency)
     winograd: Winograd | None = None
     fusion: tuple | None = None       # fusion rules (names or kernels.Rule); None: the kind's defaults

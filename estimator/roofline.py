@@ -8,7 +8,7 @@ batches (B) and layers (L). A prediction for one profile is C = 1; a design-spac
               + b * non_MAC_ops / (vector_ops_per_s * compute_efficiency[class])   (0 without a rate)
   memory_s  = DRAM_bytes(b) / (dram_bandwidth * memory_efficiency)
   time_s    = max(compute_s, memory_s) + overhead[class]      (views, fused epilogues: 0)
-              overhead[class] includes kernel_overhead_in_graph_s (a kernel inside a whole graph)
+              overhead[class] includes kernel_overhead_in_graph_s (a kernel without MACs inside a whole graph)
   bound     = "compute" if compute_s >= memory_s else "memory"
 
 and the model runs its layers one after another: latency(b) = sum of layer times,
@@ -284,8 +284,9 @@ class HwArrays:
     tile_n: np.ndarray = None         # (C,) output columns of one tile
     weight_cache: np.ndarray = None   # (C,) bool: weight_residency "cache" (docs/roofline.md); None = all pinned
     in_graph_s: np.ndarray = None     # (C,) kernel_overhead_in_graph_s: a kernel of a whole graph pays it on top
-    split_macs: np.ndarray = None     # (C,) only kernels with at least this many MACs per pass (contractions)
-    split_ops: np.ndarray = None      # (C,)   or element ops per pass (the rest) pay in_graph_s; 0: all do
+    split_macs: np.ndarray = None     # (C,) MACs per pass from which a contraction is split over threads
+    split_ops: np.ndarray = None      # (C,) element ops per pass from which the rest is split (and pays
+    #                                        in_graph_s: pays_in_graph); 0: all are
     wfetch_bytes_per_s: np.ndarray = None  # (C,) weight_fetch_bandwidth_bytes_per_s; inf: overlapped (no term)
 
     @property
@@ -551,10 +552,17 @@ def split_kernels(la: LayerArrays, hw: HwArrays, b: np.ndarray) -> np.ndarray:
     return np.where(contraction, b * la.macs[None, None, :] >= smacs, b * la.non_mac[None, None, :] >= sops)
 
 
+def pays_in_graph(la: LayerArrays, hw: HwArrays, b: np.ndarray) -> np.ndarray:
+    """(C, B, L) bool: the kernels of a whole graph that pay kernel_overhead_in_graph_s: those without
+    MACs (element-wise, normalization, pooling, data movement) that the runtime splits over threads.
+    A convolution or matmul inside a graph costs what it costs timed alone (measured: docs/roofline.md,
+    "The in-graph cost")."""
+    return split_kernels(la, hw, b) & (la.macs <= 0)[None, None, :]
+
+
 def in_graph_cost(la: LayerArrays, hw: HwArrays, b: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """(C, B, L) kernel_overhead_in_graph_s of each kernel of a whole graph: paid by the kernels the
-    runtime splits over threads (docs/roofline.md, "Per layer")."""
-    return hw.in_graph_s[:, None, None] * (split_kernels(la, hw, b) & active[None, None, :])
+    """(C, B, L) kernel_overhead_in_graph_s of each kernel of a whole graph (pays_in_graph)."""
+    return hw.in_graph_s[:, None, None] * (pays_in_graph(la, hw, b) & active[None, None, :])
 
 
 def can_pin(la: LayerArrays, hw: HwArrays, wtotal: np.ndarray) -> bool:

@@ -249,7 +249,7 @@ def test_an_op_filed_under_other_keeps_its_class():
 
 
 def test_round_trip_recovers_the_in_graph_cost_per_kernel_next_to_the_samples():
-    """Kernel samples are timed alone; inside a whole graph every kernel costs a fixed
+    """Kernel samples are timed alone; inside a whole graph every kernel without MACs costs a fixed
     kernel_overhead_in_graph_s more. Synthetic samples (without it) and synthetic whole models (with
     7 us of it) from known figures: the fit gets the in-graph cost and every class's own fixed cost
     back (within 2%), and the calibrated profile writes the key."""
@@ -284,8 +284,8 @@ def test_round_trip_recovers_the_in_graph_cost_per_kernel_next_to_the_samples():
 
 def test_round_trip_recovers_the_weight_fetch_and_the_split_in_graph_cost():
     """A cache host (weight_residency: cache): inside whole models every contraction kernel reads its
-    weights from DRAM at weight_fetch_bandwidth_bytes_per_s, and only the kernels split over threads
-    (split_min_macs / split_min_ops) pay kernel_overhead_in_graph_s; the samples keep their weights
+    weights from DRAM at weight_fetch_bandwidth_bytes_per_s, and only the kernels without MACs split
+    over threads (split_min_ops) pay kernel_overhead_in_graph_s; the samples keep their weights
     in the cache. Synthetic samples and whole models from known figures: the fit gets 60 GB/s and
     9 us back (within 2%) and the classes' own figures with them."""
     from test_calibrate import _fake_doc

@@ -529,12 +529,13 @@ def profile_dict(d: Detection, argv_hint: str = "estimate hw detect") -> dict:
                              "at 117-141 GB/s. A graph of one weighted kernel called back to back (a kernel sample) keeps "
                              "min(1, cache / weights) of its weights in the cache (docs/roofline.md)"),
         "split_min_macs": (f"{SPLIT_MIN_MACS:g}: onnxruntime's MLAS splits a GEMM over threads from 64 Ki "
-                           "multiply-adds per thread (MLAS_SGEMM_THREAD_COMPLEXITY), so two threads from twice that. Only "
-                           "kernels split over threads pay kernel_overhead_in_graph_s: with spinning off (as here) a split "
-                           "wakes a sleeping thread (docs/roofline.md)"),
+                           "multiply-adds per thread (MLAS_SGEMM_THREAD_COMPLEXITY), so two threads from twice that. Recorded "
+                           "for reference: a contraction pays no kernel_overhead_in_graph_s (measured: a convolution costs "
+                           "inside a graph what it costs alone; docs/roofline.md)"),
         "split_min_ops": (f"{SPLIT_MIN_OPS:g}: measured on the host where this was developed (onnxruntime 1.32, 2 threads, "
                           "spinning off): an Add of 88 K elements ran on one thread in 12-14 us, of 100 K on two in 25 us "
-                          "(12 us with spinning on)"),
+                          "(12 us with spinning on). Kernels without MACs split over threads pay kernel_overhead_in_graph_s: "
+                          "with spinning off (as here) a split wakes a sleeping thread (docs/roofline.md)"),
         "dram_bandwidth_bytes_per_s": f"{mline('stream_copy')}; {mline('stream_triad')} (numpy makes 2 passes for a triad)",
         "efficiency": ("measured rate of each onnxruntime kernel / the fp32 GEMM rate: "
                        + "; ".join(mline(k) for k in ("conv3x3_fp32", "conv1x1_fp32", "depthwise_fp32"))
