@@ -412,3 +412,21 @@ def test_cli_validate_end_to_end(tmp_path):
                                           "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     assert "results:" in res.stdout
+
+
+def test_idle_wake_reads_cpuidle_and_names_a_halting_guest(tmp_path):
+    from estimator.validate import host
+
+    # nothing exposed (a container without /sys, another OS): nothing said
+    assert host.idle_wake(str(tmp_path)) == {} and host.idle_wake_note({}) is None
+    for rel, text in (("sys/devices/system/cpu/cpuidle/current_driver", "haltpoll\n"),
+                      ("sys/devices/system/cpu/cpuidle/current_governor_ro", "haltpoll\n"),
+                      ("sys/module/haltpoll/parameters/guest_halt_poll_ns", "0\n")):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    info = host.idle_wake(str(tmp_path))
+    assert info == {"driver": "haltpoll", "governor": "haltpoll", "halt_poll_ns": 0}
+    assert "guest_halt_poll_ns 0" in host.idle_wake_note(info)
+    # a guest that polls before halting, or bare metal's intel_idle: no note
+    assert host.idle_wake_note({**info, "halt_poll_ns": 200000}) is None
+    assert host.idle_wake_note({"driver": "intel_idle", "governor": "menu"}) is None

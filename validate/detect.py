@@ -68,6 +68,7 @@ class Detection:
     quick: bool = False
     ort_version: str = ""
     conv_shapes: dict = field(default_factory=dict)   # measurement -> (cin, cout, hw, k, group)
+    idle_wake: dict = field(default_factory=dict)     # host.idle_wake(): how an idle CPU waits
 
 
 def _rate(fn, work: float, *, min_runs: int, seconds: float, warmup: int = 2) -> tuple[float, int, tuple[float, float]]:
@@ -358,7 +359,8 @@ def detect(quick: bool = False, threads: int | None = None) -> Detection:
                   cores=cpu.get("physical_cores") or cpu.get("logical_cores") or usable, threads=usable,
                   simd_bits=simd, fma=fma, fma_units_assumed=2, nominal_clock_hz=_nominal_clock_hz(),
                   caches=caches, llc_bytes=int(llc), memory_bytes=hostmod.memory_total_bytes(),
-                  flags=[f for f in hostmod.SIMD_FLAGS if f in flags], quick=quick, ort_version=ort.__version__)
+                  flags=[f for f in hostmod.SIMD_FLAGS if f in flags], quick=quick, ort_version=ort.__version__,
+                  idle_wake=hostmod.idle_wake())
     d.load_before = hostmod.loadavg()
     d.busy_before_pct = hostmod.sample_busy_percent(0.2)
     d.date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -506,7 +508,8 @@ def profile_dict(d: Detection, argv_hint: str = "estimate hw detect") -> dict:
         return f"{x.detail}: {_g(x.value)} {x.unit} (work / 25th-percentile run time) over {x.runs} runs (range {_g(x.spread[0])}..{_g(x.spread[1])})"
 
     notes = {
-        "name": f"host: {d.hostname}; cpu: {d.cpu_model}; {d.cores} cores, {d.threads} threads used; {load}",
+        "name": f"host: {d.hostname}; cpu: {d.cpu_model}; {d.cores} cores, {d.threads} threads used; {load}"
+                + (f"; {hostmod.idle_wake_note(d.idle_wake)}" if hostmod.idle_wake_note(d.idle_wake) else ""),
         "clock_hz": (f"nominal clock from /proc/cpuinfo 'cpu MHz' ({_g(clock)} Hz), used only as the unit of the "
                      "per-cycle rates: mac_units are derived from the MEASURED peak, not from SIMD width x FMA units x "
                      "clock (a virtualised or boosting host's clock says little about its rate)"

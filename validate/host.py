@@ -95,6 +95,33 @@ def memory_total_bytes() -> int | None:
     return None
 
 
+def idle_wake(root: str = "/") -> dict:
+    """How an idle CPU waits (Linux cpuidle): {"driver", "governor", "halt_poll_ns"} for what the
+    kernel exposes. On a virtual machine with the haltpoll driver and guest halt polling off
+    (guest_halt_poll_ns 0) an idle vCPU halts at once, so every wake of a sleeping thread (onnxruntime's
+    pool with spinning off) goes through the hypervisor, and its latency follows the other tenants'
+    load (docs/calibration.md)."""
+    base = Path(root)
+    out: dict = {}
+    for key, rel in (("driver", "sys/devices/system/cpu/cpuidle/current_driver"),
+                     ("governor", "sys/devices/system/cpu/cpuidle/current_governor"),
+                     ("governor", "sys/devices/system/cpu/cpuidle/current_governor_ro"),
+                     ("halt_poll_ns", "sys/module/haltpoll/parameters/guest_halt_poll_ns")):
+        text = _read(str(base / rel))
+        if text is not None and text.strip() and key not in out:
+            out[key] = int(text.strip()) if key == "halt_poll_ns" and text.strip().isdigit() else text.strip()
+    return out
+
+
+def idle_wake_note(info: dict) -> str | None:
+    """One line for a profile's notes when idle_wake() says thread wakes are slow and variable."""
+    if info.get("driver") == "haltpoll" and info.get("halt_poll_ns") == 0:
+        return ("cpuidle haltpoll with guest halt polling off (guest_halt_poll_ns 0): an idle vCPU halts at once, so "
+                "every wake of a sleeping onnxruntime pool thread goes through the hypervisor and small kernels' times "
+                "move with the other tenants' load (docs/calibration.md)")
+    return None
+
+
 def host_info() -> dict:
     """The ``host`` object of the results schema."""
     return {
