@@ -98,7 +98,7 @@ _TOP_KEYS: dict[str, str] = {
     "dram_bytes": "bytes",
     "layer_overhead_s": "seconds per layer",
     "layer_overhead_by_class_s": "seconds per layer, by layer class",
-    "kernel_overhead_in_graph_s": "seconds per kernel inside a whole graph, on top of the class's",
+    "kernel_overhead_in_graph_s": "seconds per kernel without MACs inside a whole graph, on top of the class's",
     "efficiency": "compute / memory multipliers",
     "winograd": "tile and weights",
     "fusion": "the fusion rules grouping layers into kernels: rule names or {name, head, then}",
@@ -308,7 +308,7 @@ class HardwareProfile:
 
     def overhead_for(self, layer_class: str) -> float:
         """Fixed time per layer of a class, as timed alone: ``layer_overhead_by_class_s`` entry,
-        else ``layer_overhead_s`` (a kernel inside a whole graph adds ``kernel_overhead_in_graph_s``)."""
+        else ``layer_overhead_s`` (a kernel without MACs inside a whole graph adds ``kernel_overhead_in_graph_s``)."""
         return float(_by_class(self.layer_overhead_by_class_s, layer_class, self.layer_overhead_s))
 
     def __post_init__(self) -> None:

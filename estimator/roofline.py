@@ -283,7 +283,7 @@ class HwArrays:
     tile_m: np.ndarray = None         # (C,) output rows of one tile
     tile_n: np.ndarray = None         # (C,) output columns of one tile
     weight_cache: np.ndarray = None   # (C,) bool: weight_residency "cache" (docs/roofline.md); None = all pinned
-    in_graph_s: np.ndarray = None     # (C,) kernel_overhead_in_graph_s: a kernel of a whole graph pays it on top
+    in_graph_s: np.ndarray = None     # (C,) kernel_overhead_in_graph_s: a kernel without MACs of a whole graph pays it
     split_macs: np.ndarray = None     # (C,) MACs per pass from which a contraction is split over threads
     split_ops: np.ndarray = None      # (C,) element ops per pass from which the rest is split (and pays
     #                                        in_graph_s: pays_in_graph); 0: all are
@@ -316,7 +316,7 @@ class HwArrays:
             cols["ceff"].append([p.efficiency.compute_for(c) for c in LAYER_CLASSES])
             cols["rows"].append(float(p.mac_array.rows) if p.mac_array else 0.0)
             cols["cols"].append(float(p.mac_array.cols) if p.mac_array else 0.0)
-            # a kernel's fixed cost as timed alone; a whole graph's kernels add in_graph_s (those split over threads)
+            # a kernel's fixed cost as timed alone; a whole graph's kernels without MACs split over threads add in_graph_s
             cols["ovh"].append([p.overhead_for(c) for c in LAYER_CLASSES])
             cols["ing"].append(float(p.kernel_overhead_in_graph_s))
             cols["smacs"].append(float(p.split_min_macs or 0.0))

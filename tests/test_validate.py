@@ -430,3 +430,9 @@ def test_idle_wake_reads_cpuidle_and_names_a_halting_guest(tmp_path):
     # a guest that polls before halting, or bare metal's intel_idle: no note
     assert host.idle_wake_note({**info, "halt_poll_ns": 200000}) is None
     assert host.idle_wake_note({"driver": "intel_idle", "governor": "menu"}) is None
+    # guest_halt_poll_ns is the haltpoll governor's: with the menu governor it says nothing
+    assert host.idle_wake_note({**info, "governor": "menu"}) is None
+    # contents that are not a number are kept as text, and say nothing
+    (tmp_path / "sys/module/haltpoll/parameters/guest_halt_poll_ns").write_text("n/a\n")
+    odd = host.idle_wake(str(tmp_path))
+    assert odd["halt_poll_ns"] == "n/a" and host.idle_wake_note(odd) is None

@@ -509,7 +509,7 @@ def profile_dict(d: Detection, argv_hint: str = "estimate hw detect") -> dict:
 
     notes = {
         "name": f"host: {d.hostname}; cpu: {d.cpu_model}; {d.cores} cores, {d.threads} threads used; {load}"
-                + (f"; {hostmod.idle_wake_note(d.idle_wake)}" if hostmod.idle_wake_note(d.idle_wake) else ""),
+                + "".join(f"; {n}" for n in [hostmod.idle_wake_note(d.idle_wake)] if n),
         "clock_hz": (f"nominal clock from /proc/cpuinfo 'cpu MHz' ({_g(clock)} Hz), used only as the unit of the "
                      "per-cycle rates: mac_units are derived from the MEASURED peak, not from SIMD width x FMA units x "
                      "clock (a virtualised or boosting host's clock says little about its rate)"

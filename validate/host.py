@@ -26,7 +26,7 @@ SIMD_FLAGS = (
 def _read(path: str) -> str | None:
     try:
         return Path(path).read_text()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
 
 
@@ -107,15 +107,21 @@ def idle_wake(root: str = "/") -> dict:
                      ("governor", "sys/devices/system/cpu/cpuidle/current_governor"),
                      ("governor", "sys/devices/system/cpu/cpuidle/current_governor_ro"),
                      ("halt_poll_ns", "sys/module/haltpoll/parameters/guest_halt_poll_ns")):
-        text = _read(str(base / rel))
-        if text is not None and text.strip() and key not in out:
-            out[key] = int(text.strip()) if key == "halt_poll_ns" and text.strip().isdigit() else text.strip()
+        text = (_read(str(base / rel)) or "").strip()
+        if text and key not in out:
+            out[key] = text
+            if key == "halt_poll_ns":
+                try:
+                    out[key] = int(text)
+                except ValueError:
+                    pass
     return out
 
 
 def idle_wake_note(info: dict) -> str | None:
     """One line for a profile's notes when idle_wake() says thread wakes are slow and variable."""
-    if info.get("driver") == "haltpoll" and info.get("halt_poll_ns") == 0:
+    # guest_halt_poll_ns belongs to the haltpoll governor: with another governor it says nothing
+    if info.get("driver") == "haltpoll" and info.get("governor") in (None, "haltpoll") and info.get("halt_poll_ns") == 0:
         return ("cpuidle haltpoll with guest halt polling off (guest_halt_poll_ns 0): an idle vCPU halts at once, so "
                 "every wake of a sleeping onnxruntime pool thread goes through the hypervisor and small kernels' times "
                 "move with the other tenants' load (docs/calibration.md)")
