@@ -284,9 +284,8 @@ class HwArrays:
     tile_n: np.ndarray = None         # (C,) output columns of one tile
     weight_cache: np.ndarray = None   # (C,) bool: weight_residency "cache" (docs/roofline.md); None = all pinned
     in_graph_s: np.ndarray = None     # (C,) kernel_overhead_in_graph_s: a kernel without MACs of a whole graph pays it
-    split_macs: np.ndarray = None     # (C,) MACs per pass from which a contraction is split over threads
-    split_ops: np.ndarray = None      # (C,) element ops per pass from which the rest is split (and pays
-    #                                        in_graph_s: pays_in_graph); 0: all are
+    split_ops: np.ndarray = None      # (C,) element ops per pass from which a kernel without MACs is split
+    #                                        over threads and pays in_graph_s (pays_in_graph); 0: all are
     wfetch_bytes_per_s: np.ndarray = None  # (C,) weight_fetch_bandwidth_bytes_per_s; inf: overlapped (no term)
 
     @property
@@ -304,7 +303,7 @@ class HwArrays:
     def from_profiles(cls, profiles: Sequence[HardwareProfile], precision: str, winograd: str | None = None) -> "HwArrays":
         if winograd is not None and winograd not in WINOGRAD_TILES:
             raise UserError(f"--winograd: unknown '{winograd}' (use off, f2 or f4)")
-        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte", "onchip", "units", "tm", "tn", "wcache", "ing", "smacs", "sops", "wfetch")}
+        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte", "onchip", "units", "tm", "tn", "wcache", "ing", "sops", "wfetch")}
         for p in profiles:
             cols["peak"].append(p.peak_macs_per_s(precision))  # raises naming the precisions it has
             v = p.vector_ops_per_s(precision)
@@ -319,7 +318,6 @@ class HwArrays:
             # a kernel's fixed cost as timed alone; a whole graph's kernels without MACs split over threads add in_graph_s
             cols["ovh"].append([p.overhead_for(c) for c in LAYER_CLASSES])
             cols["ing"].append(float(p.kernel_overhead_in_graph_s))
-            cols["smacs"].append(float(p.split_min_macs or 0.0))
             cols["sops"].append(float(p.split_min_ops or 0.0))
             cols["wfetch"].append(np.inf if p.weight_fetch_bandwidth_bytes_per_s is None else float(p.weight_fetch_bandwidth_bytes_per_s))
             par = p.parallel
@@ -345,7 +343,7 @@ class HwArrays:
                    energy_mac_j=np.array(cols["emac"]), energy_byte_j=np.array(cols["ebyte"]),
                    onchip_bytes_per_s=np.array(cols["onchip"]), units=np.array(cols["units"]),
                    tile_m=np.array(cols["tm"]), tile_n=np.array(cols["tn"]), weight_cache=np.array(cols["wcache"], dtype=bool),
-                   in_graph_s=np.array(cols["ing"]), split_macs=np.array(cols["smacs"]), split_ops=np.array(cols["sops"]),
+                   in_graph_s=np.array(cols["ing"]), split_ops=np.array(cols["sops"]),
                    wfetch_bytes_per_s=np.array(cols["wfetch"]))
 
     @classmethod
@@ -387,7 +385,7 @@ class HwArrays:
                    wino_expand=col(one.wino_expand), energy_mac_j=col(one.energy_mac_j), energy_byte_j=col(one.energy_byte_j),
                    onchip_bytes_per_s=flat.get("onchip_bandwidth_bytes_per_s", col(one.onchip_bytes_per_s)),
                    units=col(one.units), tile_m=col(one.tile_m), tile_n=col(one.tile_n), weight_cache=col(one.weight_cache),
-                   in_graph_s=col(one.in_graph_s), split_macs=col(one.split_macs), split_ops=col(one.split_ops),
+                   in_graph_s=col(one.in_graph_s), split_ops=col(one.split_ops),
                    wfetch_bytes_per_s=col(one.wfetch_bytes_per_s))
 
 
@@ -543,21 +541,14 @@ def weight_hits(la: LayerArrays, hw: HwArrays, wtotal: np.ndarray) -> np.ndarray
     return np.where(hw.weight_cache, cached, pinned)
 
 
-def split_kernels(la: LayerArrays, hw: HwArrays, b: np.ndarray) -> np.ndarray:
-    """(C, B, L) bool: the kernels the runtime splits over threads at batch b (split_min_macs for
-    contractions, split_min_ops for the rest, per pass); with no thresholds, every kernel."""
-    contraction = (la.macs > 0)[None, None, :]
-    smacs = (hw.split_macs if hw.split_macs is not None else np.zeros(hw.count))[:, None, None]
-    sops = (hw.split_ops if hw.split_ops is not None else np.zeros(hw.count))[:, None, None]
-    return np.where(contraction, b * la.macs[None, None, :] >= smacs, b * la.non_mac[None, None, :] >= sops)
-
-
 def pays_in_graph(la: LayerArrays, hw: HwArrays, b: np.ndarray) -> np.ndarray:
     """(C, B, L) bool: the kernels of a whole graph that pay kernel_overhead_in_graph_s: those without
-    MACs (element-wise, normalization, pooling, data movement) that the runtime splits over threads.
-    A convolution or matmul inside a graph costs what it costs timed alone (measured: docs/roofline.md,
-    "The in-graph cost")."""
-    return split_kernels(la, hw, b) & (la.macs <= 0)[None, None, :]
+    MACs (element-wise, normalization, pooling, data movement) that the runtime splits over threads
+    (at least split_min_ops element ops per pass; every one without the key). A convolution or
+    matmul inside a graph costs what it costs timed alone (measured: docs/roofline.md, "The in-graph
+    cost"), so split_min_macs, where onnxruntime splits a contraction, is recorded but not used."""
+    sops = (hw.split_ops if hw.split_ops is not None else np.zeros(hw.count))[:, None, None]
+    return (la.macs <= 0)[None, None, :] & (b * la.non_mac[None, None, :] >= sops)
 
 
 def in_graph_cost(la: LayerArrays, hw: HwArrays, b: np.ndarray, active: np.ndarray) -> np.ndarray:
