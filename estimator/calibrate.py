@@ -6,11 +6,13 @@ onnxruntime (the CLI, estimator/calibrate_cli.py, does the I/O).
 
 The model being fitted is the roofline's (estimator/roofline.py), per layer l at batch b:
 
-    time_l = max(C_l * x[class(l)] + A_l * s, M_l * x_mem) + o[class(l)] * costed_l
+    time_l = max(C_l * x[class(l)] + A_l * s + K_l * k, M_l * x_mem) + o[class(l)] * costed_l
 
 where C_l is the layer's compute time at efficiency 1 (MACs / peak, plus non-MAC ops / the
 vector rate), A_l the activation bytes (inputs + outputs) a contraction layer (MACs > 0) moves
-through on-chip memory, s = 1 / onchip_bandwidth_bytes_per_s (0: no such term), M_l its DRAM
+through on-chip memory, s = 1 / onchip_bandwidth_bytes_per_s (0: no such term), K_l the calls of
+the blocked convolution kernel a grouped conv makes (kernels.grouped_calls; 0 for other layers),
+k = grouped_call_s (fitted only from MIN_CALL_SAMPLES grouped kernel samples), M_l its DRAM
 time at efficiency 1, x = 1 / efficiency (per layer class for
 compute, one for memory), and o = the fixed time per layer, per layer class
 (layer_overhead_by_class_s; a class with fewer than MIN_OVERHEAD_LAYERS layers in the data
@@ -69,6 +71,8 @@ ONCHIP_NONE_BPS = 1e15
 MAX_OUTER = 30
 MIN_CLASS_SHARE = 0.02
 MIN_OVERHEAD_LAYERS = 3
+#: kernel samples of grouped convs (with blocked-kernel calls) needed to fit grouped_call_s
+MIN_CALL_SAMPLES = 5
 
 
 # ----------------------------------------------------------------------------- data
@@ -355,6 +359,7 @@ class Params:
     s_onchip: float = 0.0
     in_graph_s: float = 0.0   # seconds per kernel of a whole graph on top of its class's (not for kernel samples)
     s_fetch: float = 0.0      # seconds per weight byte a contraction reads from DRAM, not overlapped (0 = no term)
+    s_call: float = 0.0       # seconds per blocked-kernel call of a grouped conv (grouped_call_s; kernels.grouped_calls)
 
     @classmethod
     def from_profile(cls, p: HardwareProfile) -> "Params":
@@ -362,17 +367,19 @@ class Params:
         return cls(np.array([1.0 / p.efficiency.compute_for(c) for c in LAYER_CLASSES]),
                    1.0 / p.efficiency.memory, np.array([p.overhead_for(c) for c in LAYER_CLASSES]),
                    0.0 if bw is None else 1.0 / bw, float(p.kernel_overhead_in_graph_s),
-                   0.0 if p.weight_fetch_bandwidth_bytes_per_s is None else 1.0 / p.weight_fetch_bandwidth_bytes_per_s)
+                   0.0 if p.weight_fetch_bandwidth_bytes_per_s is None else 1.0 / p.weight_fetch_bandwidth_bytes_per_s,
+                   float(p.grouped_call_s))
 
     def vector(self) -> np.ndarray:
-        return np.r_[self.x_class, self.x_mem, self.overhead_s, self.s_onchip, self.in_graph_s, self.s_fetch]
+        return np.r_[self.x_class, self.x_mem, self.overhead_s, self.s_onchip, self.in_graph_s, self.s_fetch, self.s_call]
 
     @classmethod
     def from_vector(cls, v: np.ndarray) -> "Params":
         n = len(LAYER_CLASSES)
         return cls(np.array(v[:n], dtype=float), float(v[n]), np.array(v[n + 1:n + 1 + n], dtype=float),
                    float(v[2 * n + 1]), float(v[2 * n + 2]) if len(v) > 2 * n + 2 else 0.0,
-                   float(v[2 * n + 3]) if len(v) > 2 * n + 3 else 0.0)
+                   float(v[2 * n + 3]) if len(v) > 2 * n + 3 else 0.0,
+                   float(v[2 * n + 4]) if len(v) > 2 * n + 4 else 0.0)
 
     @property
     def fetch_bandwidth(self) -> float | None:
@@ -414,7 +421,8 @@ def apply_params(profile: HardwareProfile, params: Params, fitted_classes: Seque
     changes = {"efficiency": {"compute": compute, "memory": _r4(1.0 / params.x_mem), "by_layer_class": by_class},
                "layer_overhead_s": ov_default, "layer_overhead_by_class_s": ov_by or None,
                "onchip_bandwidth_bytes_per_s": None if bw is None else _r4(bw), "kernel_overhead_in_graph_s": g,
-               "weight_fetch_bandwidth_bytes_per_s": None if fb is None else _r4(fb)}
+               "weight_fetch_bandwidth_bytes_per_s": None if fb is None else _r4(fb),
+               "grouped_call_s": float(f"{params.s_call:.4g}") if params.s_call > 0 else None}
     out = with_overrides(profile, **changes)
     extra = {}
     if source is not None:
@@ -423,7 +431,7 @@ def apply_params(profile: HardwareProfile, params: Params, fitted_classes: Seque
         merged = {k: v for k, v in out.notes.items()
                   if k not in ("efficiency", "layer_overhead_s", "layer_overhead_by_class_s",
                                "onchip_bandwidth_bytes_per_s", "kernel_overhead_in_graph_s",
-                               "weight_fetch_bandwidth_bytes_per_s")}
+                               "weight_fetch_bandwidth_bytes_per_s", "grouped_call_s")}
         merged.update(notes)
         extra["notes"] = merged
     return with_overrides(out, **extra) if extra else out
@@ -452,6 +460,7 @@ class _Basis:
     in_graph: float = 1.0  # 1 for a whole model (its kernels pay Params.in_graph_s), 0 for a kernel sample
     fetch: np.ndarray = None  # (V, S, L) weight bytes of a pass a contraction reads from DRAM (Params.s_fetch)
     split: np.ndarray = None  # (S, L) 1 for a kernel that pays Params.in_graph_s (roofline.pays_in_graph)
+    calls: np.ndarray = None  # (S, L) blocked-kernel calls of a pass's grouped convs (Params.s_call)
 
     def terms(self, batch: int, p: "Params") -> "_Terms":
         """The terms at efficiency 1 (of one pass, and the number of passes) for what the roofline picks
@@ -472,7 +481,7 @@ class _Basis:
 
     def _at(self, v: int, si: int, n: float = 1.0) -> "_Terms":
         return _Terms(self.comp[v, si], self.mem[v, si], self.act[si], self.reo[si], self.fetch[v, si],
-                      self.split[si], n)
+                      self.split[si], n, self.calls[si])
 
 
 @dataclass(frozen=True)
@@ -486,14 +495,17 @@ class _Terms:
     fetch: np.ndarray
     split: np.ndarray
     n: float
+    calls: np.ndarray
 
     def scaled(self) -> "_Terms":
         """The terms of all passes (times n; split is a 0/1 per kernel, counted per pass below)."""
         n = self.n
-        return _Terms(self.comp * n, self.mem * n, self.act * n, self.reo * n, self.fetch * n, self.split, n)
+        return _Terms(self.comp * n, self.mem * n, self.act * n, self.reo * n, self.fetch * n, self.split, n,
+                      self.calls * n)
 
     def compute_s(self, cls: np.ndarray, p: "Params") -> np.ndarray:
-        return self.comp * p.x_class[cls] + self.reo * p.x_class[_DATA] + self.act * p.s_onchip + self.fetch * p.s_fetch
+        return (self.comp * p.x_class[cls] + self.reo * p.x_class[_DATA] + self.act * p.s_onchip + self.fetch * p.s_fetch
+                + self.calls * p.s_call)
 
 
 def _times(t: _Terms, basis: _Basis, p: "Params") -> np.ndarray:
@@ -505,7 +517,7 @@ def _times(t: _Terms, basis: _Basis, p: "Params") -> np.ndarray:
 def _unit_profile(profile: HardwareProfile) -> HardwareProfile:
     return with_overrides(profile, efficiency={"compute": 1.0, "memory": 1.0}, layer_overhead_s=0.0,
                           onchip_bandwidth_bytes_per_s=None, kernel_overhead_in_graph_s=None,
-                          weight_fetch_bandwidth_bytes_per_s=None)
+                          weight_fetch_bandwidth_bytes_per_s=None, grouped_call_s=None)
 
 
 def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> _Basis:
@@ -537,9 +549,12 @@ def _basis(m: ModelData, unit: HardwareProfile, precision: str) -> _Basis:
     cache = bool(hw.weight_cache is not None and hw.weight_cache[0])
     fetch = np.stack([np.broadcast_to((1.0 - h) * wread * cache, (len(cand), len(wread))) for h in hits])
     split = pays_in_graph(m.layers, hw, np.asarray(cand, dtype=float)[None, :, None])[0].astype(float)
+    # a grouped conv's calls of the blocked kernel (kernels.grouped_calls), per pass
+    calls = np.asarray(cand, dtype=float)[:, None] * (np.where(costed, m.layers.calls, 0.0)[None, :]
+                                                      if m.layers.calls is not None else np.zeros((1, len(costed))))
     return _Basis(cand=np.array(cand), comp=np.maximum(comp, 0.0),
                   mem=np.stack([r.memory_s[0] for r in variants]), costed=costed, cls=m.layers.class_idx, act=act, reo=reo,
-                  in_graph=0.0 if m.sample else 1.0, fetch=fetch, split=split)
+                  in_graph=0.0 if m.sample else 1.0, fetch=fetch, split=split, calls=calls)
 
 
 def _layer_times(basis: _Basis, batch: int, p: Params) -> np.ndarray:
@@ -563,6 +578,7 @@ class FitResult:
     memory_kept: bool = False           # too little DRAM-bound time: memory efficiency kept from the input profile
     tied: tuple[tuple[str, str], ...] = ()  # (class, parent): too little data of its own, follows its parent
     profiler_s: float = 0.0             # fitted profiler cost per kernel event of the per-layer times (not a profile key)
+    calls_fitted: bool = False          # grouped_call_s fitted (MIN_CALL_SAMPLES grouped kernel samples), else kept
 
 
 def _bounded_lsq(A: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, free: np.ndarray,
@@ -606,11 +622,12 @@ def fit(data: Dataset, profile: HardwareProfile, *, use_layers: bool = True, use
 
 def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bool, use_e2e: bool) -> FitResult:
     nC = len(LAYER_CLASSES)
-    nP = 2 * nC + 5
+    nP = 2 * nC + 6
     S_COL = 2 * nC + 1
     G_COL = 2 * nC + 2   # the in-graph fixed cost per kernel
     F_COL = 2 * nC + 3   # the weight fetch, seconds per byte
-    P_COL = 2 * nC + 4   # the profiler's cost per kernel event, in the per-layer times only (a nuisance, not in Params)
+    C_COL = 2 * nC + 4   # a grouped conv's cost per call of the blocked kernel
+    P_COL = 2 * nC + 5   # the profiler's cost per kernel event, in the per-layer times only (a nuisance, not in Params)
     # which classes have work in the data
     work = np.zeros(nC)
     major = np.zeros(nC, dtype=bool)   # carries >= MIN_CLASS_SHARE of some model's compute time
@@ -653,7 +670,10 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
     # the weight fetch: a whole model's contraction kernels read weights from DRAM, the samples' (in the
     # cache) do not
     has_fetch = has_samples and any(b.fetch.any() for b in bases if b.in_graph > 0.0)
-    free = np.r_[major, True, ov_free, has_act, has_samples and has_models, has_fetch, has_profile]
+    # the cost per call of a grouped conv's blocked kernel is told apart from the class's rate and fixed
+    # cost only by grouped convs of different call counts per MAC: MIN_CALL_SAMPLES kernel samples of them
+    has_calls = sum(1 for b in bases if b.in_graph == 0.0 and b.calls.any()) >= MIN_CALL_SAMPLES
+    free = np.r_[major, True, ov_free, has_act, has_samples and has_models, has_fetch, has_calls, has_profile]
 
     def untie(th: np.ndarray) -> np.ndarray:
         th = th.copy()
@@ -661,9 +681,9 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
         th[nC + 1:2 * nC + 1] = th[nC + 1 + ov_col]
         return th
 
-    lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, np.zeros(nC), 0.0, 0.0, 0.0, 0.0]
+    lo = np.r_[np.full(nC, 1.0 / EFF_MAX), 1.0 / EFF_MAX, np.zeros(nC), 0.0, 0.0, 0.0, 0.0, 0.0]
     hi = np.r_[np.full(nC, 1.0 / EFF_MIN), 1.0 / EFF_MIN, np.full(nC, OVERHEAD_MAX_S), 1.0 / ONCHIP_MIN_BPS,
-               OVERHEAD_MAX_S, 1.0 / ONCHIP_MIN_BPS, OVERHEAD_MAX_S]
+               OVERHEAD_MAX_S, 1.0 / ONCHIP_MIN_BPS, OVERHEAD_MAX_S, OVERHEAD_MAX_S]
     theta = np.clip(np.where(free, np.r_[start.vector(), 0.0], np.r_[prior.vector(), 0.0]), lo, hi)
     it = 0
     converged = False
@@ -691,6 +711,7 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
                     R[idx[is_comp], eff_col[b.cls[is_comp]]] = comp0[is_comp]
                     R[idx[is_comp], S_COL] = act0[is_comp]
                     R[idx[is_comp], F_COL] = tm.fetch[is_comp]
+                    R[idx[is_comp], C_COL] = tm.calls[is_comp]
                     # layout conversions next to a layer: data movement, the data class's column
                     R[idx[is_comp], eff_col[_DATA]] += reo0[is_comp]
                     R[idx[~is_comp], nC] = mem0[~is_comp]
@@ -776,7 +797,8 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
     fitted = tuple(c for c, k in zip(LAYER_CLASSES, keep) if k)
     ov_fitted = tuple(c for c, k in zip(LAYER_CLASSES, ov_free[ov_col]) if k)
     return FitResult(Params.from_vector(theta), fitted, it, converged, rows_l, rows_e, rms, ov_fitted,
-                     memory_kept=mem_kept, tied=tuple(sorted(tied.items())), profiler_s=float(theta[P_COL]))
+                     memory_kept=mem_kept, tied=tuple(sorted(tied.items())), profiler_s=float(theta[P_COL]),
+                     calls_fitted=bool(has_calls))
 
 
 def _dram_bound(data: Dataset, bases, p: Params) -> bool:
@@ -947,6 +969,7 @@ def params_dict(p: Params, fr: FitResult | None = None, profile: HardwareProfile
     d["layer_overhead_s"] = None if profile is None else float(profile.layer_overhead_s)
     d["kernel_overhead_in_graph_s"] = float(f"{p.in_graph_s:.4g}")
     d["weight_fetch_bandwidth_bytes_per_s"] = None if p.fetch_bandwidth is None else _r4(p.fetch_bandwidth)
+    d["grouped_call_s"] = float(f"{p.s_call:.4g}")
     if fr is not None:
         d.update({"fitted_classes": list(fr.fitted_classes), "overhead_classes": list(fr.overhead_classes),
                   "memory_efficiency_kept": fr.memory_kept, "iterations": fr.iterations, "converged": fr.converged,

@@ -488,6 +488,13 @@ def calibrate_command(
             "its weights from DRAM on top of its MAC time (weight_residency: cache; the kernel samples, whose weights "
             "stay in the cache, pin the MAC rates; docs/roofline.md)" if fr.params.fetch_bandwidth else
             "the fit put it at zero cost (or the data cannot tell it: no whole-model results), so the key is left out"),
+        "grouped_call_s": (
+            (f"fitted: {fr.params.s_call * 1e9:.0f} ns per call of the blocked convolution kernel a grouped conv makes "
+             "(one per output row, set of 4 output blocks and input block of each group; the grouped kernel samples, "
+             "of different call counts per MAC, pin it; docs/roofline.md)" if fr.params.s_call > 0 else
+             "the fit put it at zero cost, so the key is left out") if fr.calls_fitted else
+            (f"kept from the input profile ({fr.params.s_call * 1e9:.0f} ns per call): fitted only from at least "
+             f"{cal.MIN_CALL_SAMPLES} kernel samples of grouped convs in the blocked layout")),
     }
     calibrated = cal.apply_params(profile, fr.params, fr.fitted_classes, source=source, notes=notes,
                                   overhead_classes=fr.overhead_classes)

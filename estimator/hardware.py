@@ -99,6 +99,7 @@ _TOP_KEYS: dict[str, str] = {
     "layer_overhead_s": "seconds per layer",
     "layer_overhead_by_class_s": "seconds per layer, by layer class",
     "kernel_overhead_in_graph_s": "seconds per kernel without MACs inside a whole graph, on top of the class's",
+    "grouped_call_s": "seconds per call of the blocked convolution kernel in a grouped convolution (per row, group, input block)",
     "efficiency": "compute / memory multipliers",
     "winograd": "tile and weights",
     "fusion": "the fusion rules grouping layers into kernels: rule names or {name, head, then}",
@@ -275,6 +276,7 @@ class HardwareProfile:
     layer_overhead_s: float = 0.0
     layer_overhead_by_class_s: FrozenMap = field(default_factory=FrozenMap)
     kernel_overhead_in_graph_s: float = 0.0   # a kernel without MACs of a whole graph pays it on top of its class's
+    grouped_call_s: float = 0.0   # per call of the blocked conv kernel in a grouped conv (kernels.grouped_calls)
     efficiency: Efficiency = field(default_factory=Efficiency)
     winograd: Winograd | None = None
     fusion: tuple | None = None       # fusion rules (names or kernels.Rule); None: the kind's defaults
@@ -649,6 +651,12 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
             _fail(origin, "kernel_overhead_in_graph_s", f"must be < {_fmt(LAYER_OVERHEAD_MAX_S)} (seconds per kernel), "
                   f"got {_fmt(v)}")
         fields["kernel_overhead_in_graph_s"] = float(v)
+    if "grouped_call_s" in data:
+        v = _non_negative(origin, "grouped_call_s", data["grouped_call_s"], "seconds per kernel call")
+        if v >= LAYER_OVERHEAD_MAX_S:
+            _fail(origin, "grouped_call_s", f"must be < {_fmt(LAYER_OVERHEAD_MAX_S)} (seconds per kernel call), "
+                  f"got {_fmt(v)}")
+        fields["grouped_call_s"] = float(v)
     if "layer_overhead_by_class_s" in data:
         by = _mapping(origin, "layer_overhead_by_class_s", data["layer_overhead_by_class_s"],
                       "layer class -> seconds per layer")
@@ -794,6 +802,8 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
         out["layer_overhead_by_class_s"] = {k: float(v) for k, v in p.layer_overhead_by_class_s.items()}
     if p.kernel_overhead_in_graph_s:
         out["kernel_overhead_in_graph_s"] = float(p.kernel_overhead_in_graph_s)
+    if p.grouped_call_s:
+        out["grouped_call_s"] = float(p.grouped_call_s)
     eff: dict[str, Any] = {
         "compute": float(p.efficiency.compute),
         "memory": float(p.efficiency.memory),

@@ -370,6 +370,30 @@ def input_channel_fill(l, block: int) -> float:
     return 1.0 if k < block else k / (-(-k // block) * block)
 
 
+#: output blocks one call of onnxruntime's blocked convolution kernel computes together (MLAS's
+#: NCHWc "filter set"): each call covers one output row of up to this many blocks of one group,
+#: for one block of its input channels
+NCHWC_FILTER_SET = 4
+
+
+def grouped_calls(l, block: int) -> float:
+    """Per sample, the calls of onnxruntime's blocked convolution kernel a grouped conv makes
+    (one per output row, set of NCHWC_FILTER_SET output blocks and input-channel block of each
+    group): groups x ceil(outputs per group / (4 x block)) x output rows x input blocks per group.
+    A RegNet-X conv of 25 groups of 16 channels at 7 x 7 makes 25 x 1 x 7 x 1 = 175 calls of
+    16 x 16 x 9 x 7 MACs each, short enough that each call's fixed cost shows (the profile's
+    grouped_call_s; docs/roofline.md, "Kernel classes"). 0 for every other layer, and for a grouped
+    conv the layout cannot take (it runs as grouped_nchw)."""
+    if l.layer_class != "grouped" or not runs_blocked(l, block):
+        return 0.0
+    shape = l.output_shape
+    n_out, k_in = int(l.map_n), int(l.map_k)
+    if not n_out or not k_in or not shape[1]:
+        return 0.0
+    groups = int(shape[1]) // n_out
+    return float(groups * -(-n_out // (NCHWC_FILTER_SET * block)) * int(shape[2]) * -(-k_in // block))
+
+
 def layout_class(l, block: int) -> str:
     """The kernel class layer `l` is costed as on a host with a blocked layout: a grouped conv
     the layout cannot take runs as another kernel (UNBLOCKED_CLASS); every other layer keeps its class."""

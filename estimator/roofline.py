@@ -6,6 +6,7 @@ batches (B) and layers (L). A prediction for one profile is C = 1; a design-spac
 
   compute_s = b * MACs' / (peak_MAC/s * utilization * compute_efficiency[class])
               + b * non_MAC_ops / (vector_ops_per_s * compute_efficiency[class])   (0 without a rate)
+              + b * calls * grouped_call_s   (a grouped conv's calls of the blocked kernel, kernels.grouped_calls)
   memory_s  = DRAM_bytes(b) / (dram_bandwidth * memory_efficiency)
   time_s    = max(compute_s, memory_s) + overhead[class]      (views, fused epilogues: 0)
               overhead[class] includes kernel_overhead_in_graph_s (a kernel without MACs inside a whole graph)
@@ -110,6 +111,8 @@ class LayerArrays:
     tensor_names: tuple = field(default=None, repr=False)  # (T,) the tensors' names (a view's: its root's)
     k_fill: np.ndarray = field(default=None, repr=False)   # (L,) real share of the input channels a blocked
     #   layout pads to whole blocks (kernels.input_channel_fill); None: no layout, all 1
+    calls: np.ndarray = field(default=None, repr=False)    # (L,) per sample: blocked-kernel calls of a grouped
+    #   conv (kernels.grouped_calls), each paying grouped_call_s; None: no layout, all 0
 
     @classmethod
     def from_table(cls, table: CostTable, graph_outputs: Sequence[str] = (),
@@ -224,6 +227,7 @@ class LayerArrays:
             kernel_head=heads,
             reorder=_reorders(layers, tbytes, graph_outputs, layout, heads), tensor_names=tuple(names),
             k_fill=None if not layout else np.array([kernels.input_channel_fill(l, layout[1]) for l in layers]),
+            calls=None if not layout else np.array([kernels.grouped_calls(l, layout[1]) for l in layers]),
             **_gemm_view(layers))
 
 
@@ -287,6 +291,7 @@ class HwArrays:
     split_ops: np.ndarray = None      # (C,) element ops per pass from which a kernel without MACs is split
     #                                        over threads and pays in_graph_s (pays_in_graph); 0: all are
     wfetch_bytes_per_s: np.ndarray = None  # (C,) weight_fetch_bandwidth_bytes_per_s; inf: overlapped (no term)
+    call_s: np.ndarray = None         # (C,) grouped_call_s: seconds per blocked-kernel call of a grouped conv
 
     @property
     def count(self) -> int:
@@ -303,7 +308,7 @@ class HwArrays:
     def from_profiles(cls, profiles: Sequence[HardwareProfile], precision: str, winograd: str | None = None) -> "HwArrays":
         if winograd is not None and winograd not in WINOGRAD_TILES:
             raise UserError(f"--winograd: unknown '{winograd}' (use off, f2 or f4)")
-        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte", "onchip", "units", "tm", "tn", "wcache", "ing", "sops", "wfetch")}
+        cols: dict[str, list] = {k: [] for k in ("peak", "vec", "sram", "bw", "meff", "ceff", "rows", "cols", "ovh", "tile", "exp", "emac", "ebyte", "onchip", "units", "tm", "tn", "wcache", "ing", "sops", "wfetch", "call")}
         for p in profiles:
             cols["peak"].append(p.peak_macs_per_s(precision))  # raises naming the precisions it has
             v = p.vector_ops_per_s(precision)
@@ -320,6 +325,7 @@ class HwArrays:
             cols["ing"].append(float(p.kernel_overhead_in_graph_s))
             cols["sops"].append(float(p.split_min_ops or 0.0))
             cols["wfetch"].append(np.inf if p.weight_fetch_bandwidth_bytes_per_s is None else float(p.weight_fetch_bandwidth_bytes_per_s))
+            cols["call"].append(float(p.grouped_call_s))
             par = p.parallel
             cols["units"].append(float(par.units) if par else 0.0)
             cols["tm"].append(float(par.tile_m) if par else 1.0)
@@ -344,7 +350,7 @@ class HwArrays:
                    onchip_bytes_per_s=np.array(cols["onchip"]), units=np.array(cols["units"]),
                    tile_m=np.array(cols["tm"]), tile_n=np.array(cols["tn"]), weight_cache=np.array(cols["wcache"], dtype=bool),
                    in_graph_s=np.array(cols["ing"]), split_ops=np.array(cols["sops"]),
-                   wfetch_bytes_per_s=np.array(cols["wfetch"]))
+                   wfetch_bytes_per_s=np.array(cols["wfetch"]), call_s=np.array(cols["call"]))
 
     @classmethod
     def grid(cls, base: HardwareProfile, precision: str, winograd: str | None = None,
@@ -386,7 +392,7 @@ class HwArrays:
                    onchip_bytes_per_s=flat.get("onchip_bandwidth_bytes_per_s", col(one.onchip_bytes_per_s)),
                    units=col(one.units), tile_m=col(one.tile_m), tile_n=col(one.tile_n), weight_cache=col(one.weight_cache),
                    in_graph_s=col(one.in_graph_s), split_ops=col(one.split_ops),
-                   wfetch_bytes_per_s=col(one.wfetch_bytes_per_s))
+                   wfetch_bytes_per_s=col(one.wfetch_bytes_per_s), call_s=col(one.call_s))
 
 
 # ----------------------------------------------------------------------------- core
@@ -614,6 +620,9 @@ def _evaluate_plain(la: LayerArrays, hw: HwArrays, batches: Sequence[int], pin_w
         # the weights a contraction kernel reads from DRAM, not overlapped with its MACs (once per pass)
         fetch = (1.0 - hit)[:, None, None] * la.weight_read_bytes[None, None, :] / hw.wfetch_bytes_per_s[:, None, None]
         compute = compute + np.where((la.macs > 0)[None, None, :], fetch, 0.0)
+    if hw.call_s is not None and la.calls is not None and np.any(hw.call_s > 0) and la.calls.any():
+        # a grouped conv's calls of the blocked kernel, each a fixed cost (kernels.grouped_calls)
+        compute = compute + b * la.calls[None, None, :] * hw.call_s[:, None, None]
     onchip = uni(hw.onchip_bytes_per_s[:, None]) if hw.onchip_bytes_per_s is not None else np.full((1, 1), np.inf)
     if np.isfinite(onchip).any():                                        # (C|1, 1)
         contraction = (la.macs > 0)[None, None, :]

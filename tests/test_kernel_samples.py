@@ -11,6 +11,7 @@ from estimator import kernels
 from estimator.kernels import UNBLOCKED_CLASS
 from estimator.analyze import analyze
 from estimator.hardware import profile_from_dict
+from estimator.hardware import profile_to_dict as hardware_dict
 from estimator.models import kernel_samples as ks
 from estimator.onnx_io import load_graph
 from estimator.ops.base import LAYER_CLASSES
@@ -78,7 +79,8 @@ def _synthetic_samples(truth):
     """The samples document detect would write if the host were exactly `truth`."""
     out = []
     for spec in SPECS:
-        la = cal._embedded(cal.LayerArrays.from_table(analyze(load_graph(ks.build(spec, 1)[0]), precision="fp32")))
+        la = cal._embedded(cal.LayerArrays.from_table(analyze(load_graph(ks.build(spec, 1)[0]), precision="fp32"),
+                                                      layout=truth.layout_spec()))
         raw = evaluate(la, HwArrays.from_profiles([truth], "fp32"), list(ks.BATCHES))
         out.append({"id": spec["id"], "spec": spec,
                     "time_s": {str(b): float(raw.time_s[0, i].sum()) for i, b in enumerate(ks.BATCHES)}})
@@ -315,3 +317,65 @@ def test_round_trip_recovers_the_weight_fetch_and_the_split_in_graph_cost():
     assert out.weight_fetch_bandwidth_bytes_per_s == pytest.approx(6e10, rel=0.02)
     # a pinned-weights profile has no such term: not fitted
     assert cal.fit(data, _host()).params.fetch_bandwidth is None
+
+
+def test_a_grouped_conv_counts_its_calls_of_the_blocked_kernel():
+    """kernels.grouped_calls, hand-worked: groups x ceil(outputs per group / 64) x output rows x
+    input blocks per group (channel block 16)."""
+    def calls(cin, hw, stride, group):
+        spec = {"op": "conv", "cin": cin, "cout": cin, "hw": hw, "k": 3, "stride": stride, "group": group, "act": None}
+        return kernels.grouped_calls(_conv(spec), 16)
+
+    assert calls(400, 7, 1, 25) == 25 * 1 * 7 * 1        # RegNet-X-400MF's last stage: 175 calls
+    assert calls(768, 7, 2, 12) == 12 * 1 * 4 * 4        # groups of 64: 4 input blocks, one filter set
+    assert calls(2048, 14, 1, 16) == 16 * 2 * 14 * 8     # groups of 128: two filter sets of 4 blocks
+    assert calls(96, 14, 1, 8) == 0.0                    # groups of 12: not blocked (grouped_nchw)
+    assert calls(64, 14, 1, 64) == 0.0                   # depthwise
+    assert calls(64, 14, 1, 1) == 0.0                    # dense
+
+
+def test_the_grouped_call_cost_adds_to_a_grouped_conv_only():
+    """grouped_call_s: a blocked grouped conv's time grows by batch x calls x the cost per call, a
+    dense conv's and a grouped conv outside the layout's do not; a negative cost is a user error."""
+    from estimator.errors import UserError
+
+    def t(spec, **over):
+        prof = _host(layout="nchwc", mac_array={"rows": 1, "cols": 16}, **over)
+        la = cal.LayerArrays.from_table(analyze(load_graph(ks.build(spec, 1)[0]), precision="fp32"),
+                                        layout=prof.layout_spec())
+        return evaluate(la, HwArrays.from_profiles([prof], "fp32"), [1, 4]).latency_s[0]
+
+    grouped = {"op": "conv", "cin": 400, "cout": 400, "hw": 7, "k": 3, "stride": 1, "group": 25, "act": "Relu"}
+    base, more = t(grouped), t(grouped, grouped_call_s=1e-7)
+    assert more - base == pytest.approx(np.array([1, 4]) * 175 * 1e-7, rel=1e-9)
+    for other in (dict(grouped, group=1), dict(grouped, cin=96, cout=96, group=8)):
+        assert np.array_equal(t(other), t(other, grouped_call_s=1e-7))
+    with pytest.raises(UserError, match="grouped_call_s"):
+        _host(grouped_call_s=-1e-9)
+    assert hardware_dict(_host(grouped_call_s=9e-8))["grouped_call_s"] == 9e-8
+
+
+def test_round_trip_recovers_the_grouped_call_cost_from_the_samples():
+    """Synthetic samples on a blocked-layout host whose grouped convs pay 80 ns per call of the blocked
+    kernel: the fit on the samples alone gets the cost per call back within 1%, and the grouped class's
+    efficiency and fixed cost with it; with fewer than MIN_CALL_SAMPLES grouped samples in the layout
+    the cost per call is not fitted (kept from the input profile)."""
+    lay = dict(layout="nchwc", mac_array={"rows": 1, "cols": 16})
+    by = {c: e for c, (e, _) in TRUTH.items()} | {"grouped": 0.7}
+    ov = {c: o for c, (_, o) in TRUTH.items()} | {"grouped": 5e-6}
+    truth = _host(efficiency={"compute": 1.0, "memory": 0.8, "by_layer_class": by}, layer_overhead_by_class_s=ov,
+                  grouped_call_s=8e-8, **lay)
+    doc = _synthetic_samples(truth)
+    data = cal.sample_dataset(doc, "fp32", layout=truth.layout_spec())
+    fr = cal.fit(data, _host(**lay))
+    assert fr.calls_fitted and fr.params.s_call == pytest.approx(8e-8, rel=0.01)
+    assert fr.params.efficiencies()["grouped"] == pytest.approx(0.7, rel=0.01)
+    assert fr.params.overheads()["grouped"] == pytest.approx(5e-6, rel=0.01)
+    out = cal.apply_params(_host(**lay), fr.params, fr.fitted_classes, overhead_classes=fr.overhead_classes)
+    assert out.grouped_call_s == pytest.approx(8e-8, rel=0.01)
+    blocked = [s for s in doc["samples"] if s["spec"]["class"] == "grouped"
+               and kernels.grouped_calls(_conv(s["spec"]), 16) > 0]
+    assert len(blocked) >= cal.MIN_CALL_SAMPLES
+    few = dict(doc, samples=[s for s in doc["samples"] if s not in blocked[cal.MIN_CALL_SAMPLES - 1:]])
+    fr2 = cal.fit(cal.sample_dataset(few, "fp32", layout=truth.layout_spec()), _host(grouped_call_s=3e-8, **lay))
+    assert not fr2.calls_fitted and fr2.params.s_call == 3e-8
