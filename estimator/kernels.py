@@ -333,10 +333,12 @@ LAYOUTS = ("nchwc",)
 #: whole number of blocks of channels. Any other conv runs as a plain NCHW Conv (im2col and GEMM
 #: per group), outside the layout.
 NCHWC_CHANNEL_STEP = 4
-#: the class a grouped conv outside the blocked layout is costed as (its per-group im2col and GEMM
-#: run at another rate than the blocked kernels; docs/roofline.md, "Kernel classes"). A depthwise
-#: conv outside the layout keeps its class (one sample shape of that kind is too few to fit one)
-UNBLOCKED_CLASS = {"grouped": "grouped_nchw"}
+#: the class a grouped or depthwise conv outside the blocked layout is costed as: onnxruntime runs
+#: it as a plain NCHW Conv, group by group, another kernel at another rate than the blocked ones
+#: (docs/roofline.md, "Kernel classes"; measured: ShuffleNetV2-1.0's 58-channel depthwise convs
+#: on 28 x 28 took 74 us each at batch 1 inside the model against 25 us predicted at the blocked
+#: depthwise kernel's rate)
+UNBLOCKED_CLASS = {"grouped": "grouped_nchw", "depthwise": "depthwise_nchw"}
 
 
 def is_2d_conv(l) -> bool:

@@ -151,6 +151,15 @@ def sample_specs(quick: bool = False) -> list[dict]:
         return {"class": "grouped", "op": "conv", "cin": g * gw, "cout": g * gw, "hw": int(r.choice(_HW[:4])), "k": 3,
                 "stride": int(r.choice((1, 1, 2))), "group": g, "act": r.choice((None, "Relu"))}
     specs.extend(_draw(rng, n(10), grouped_wide, lambda s: conv_ok(s) and s["cin"] <= 1024))
+    # a depthwise conv whose channels are not a multiple of 4 (ShuffleNetV2's 58 and 122) runs
+    # outside the blocked layout as a plain per-channel conv (class depthwise_nchw); the draws
+    # above have one of them, so these, last, leave the samples above as they were
+    def depthwise_plain(r):
+        c = int(r.choice((58, 122, 18, 30, 90, 174, 42, 66)))
+        return {"class": "depthwise", "op": "conv", "cin": c, "cout": c, "hw": int(r.choice(_HW[:4])),
+                "k": int(r.choice((3, 3, 3, 5))), "stride": int(r.choice((1, 1, 2))), "group": c,
+                "act": r.choice((None, "Relu"))}
+    specs.extend(_draw(rng, n(8), depthwise_plain, conv_ok))
     for i, s in enumerate(specs):
         s["id"] = f"{s['class']}/{i:03d}"
     return specs

@@ -350,7 +350,9 @@ def test_round_trip_with_pinned_weights():
     start_eff["layer_overhead_s"] = 0.0
     start = _profile(sram_bytes=32 << 20, **start_eff)
     fr = cal.fit(data, start)
-    assert set(fr.fitted_classes) == set(fitted)
+    # and the finer classes without data of their own that follow one of them (depthwise_nchw)
+    assert set(fr.fitted_classes) == set(fitted) | {c for c, p in fr.tied if p in fitted}
+    assert dict(fr.tied).get("depthwise_nchw") == "depthwise"
     eff = fr.params.efficiencies()
     for c in fitted:
         assert eff[c] == pytest.approx(truth.efficiency.compute_for(c), rel=0.01), c

@@ -32,9 +32,12 @@ def test_the_sample_set_is_deterministic_and_covers_every_kernel_class():
     assert classes == set(LAYER_CLASSES) - {"other"} - set(UNBLOCKED_CLASS.values())
     # ... which the samples have too: grouped convs onnxruntime runs in and out of NCHWc
     in_layout = {(s["class"], kernels.layout_class(_conv(s), 16)) for s in SPECS if s["op"] == "conv" and s["group"] > 1}
-    assert in_layout == {("grouped", "grouped"), ("grouped", "grouped_nchw"), ("depthwise", "depthwise")}
+    assert in_layout == {("grouped", "grouped"), ("grouped", "grouped_nchw"), ("depthwise", "depthwise"),
+                         ("depthwise", "depthwise_nchw")}
     blocked = [s for s in SPECS if s["class"] == "grouped" and kernels.runs_blocked(_conv(s), 16)]
     assert len(blocked) >= 8   # RegNet-X's group widths (16-64): a class fitted from a handful of shapes is not pinned
+    plain_dw = [s for s in SPECS if s["class"] == "depthwise" and not kernels.runs_blocked(_conv(s), 16)]
+    assert len(plain_dw) >= 6  # ShuffleNetV2's 58 channels: depthwise_nchw from more than one shape
     assert len({s["id"] for s in SPECS}) == len(SPECS)
     quick = ks.sample_specs(quick=True)
     assert {s["class"] for s in quick} == classes and len(quick) < len(SPECS) / 2

@@ -504,7 +504,8 @@ def test_which_convs_onnxruntime_runs_in_its_blocked_layout(cin, cout, k, group)
     """kernels.runs_blocked against onnxruntime's optimized graph of a one-conv probe: a dense conv
     of fewer than 16 input channels or a multiple of 4, a depthwise conv of a multiple of 4, a
     grouped conv of whole 16-channel groups run in NCHWc; any other as a plain Conv (a depthwise
-    conv with a channel multiplier too). A grouped conv outside the layout is costed as grouped_nchw."""
+    conv with a channel multiplier too). A grouped conv outside the layout is costed as grouped_nchw,
+    a depthwise one as depthwise_nchw."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -526,8 +527,9 @@ def test_which_convs_onnxruntime_runs_in_its_blocked_layout(cin, cout, k, group)
     ort_blocked = "ReorderOutput" in ops
     (conv,) = analyze_graph(load_graph(m)).layers
     assert kernels.runs_blocked(conv, 16) == ort_blocked, ops
-    # a grouped conv outside the layout is costed as grouped_nchw; a depthwise or dense one keeps its class
-    want = "grouped_nchw" if conv.layer_class == "grouped" and not ort_blocked else conv.layer_class
+    # a grouped or depthwise conv outside the layout is costed as grouped_nchw / depthwise_nchw; a dense
+    # one keeps its class
+    want = (kernels.UNBLOCKED_CLASS.get(conv.layer_class, conv.layer_class) if not ort_blocked else conv.layer_class)
     assert kernels.layout_class(conv, 16) == want
     if group == cin and cout != cin:
         assert conv.layer_class == "grouped"   # a channel multiplier: not onnxruntime's depthwise kernel

@@ -33,11 +33,11 @@ KINDS = ("contraction", "elementwise", "norm", "pool", "reduce", "data", "view",
 # Kernel classes (docs/roofline.md): a compute efficiency and a per-kernel overhead per class in
 # a hardware profile, fitted per class by calibration.
 LAYER_CLASSES = ("conv3x3", "conv1x1", "conv_other", "grouped", "depthwise", "gemm", "gemv", "attention",
-                 "elementwise", "pool", "norm", "data", "other", "conv_stem", "grouped_nchw")
+                 "elementwise", "pool", "norm", "data", "other", "conv_stem", "grouped_nchw", "depthwise_nchw")
 
 # A class a profile gives no figure for takes its parent's (then the profile-wide default): the
 # finer classes split a coarser one, so profiles written before the split keep their meaning.
-CLASS_PARENT = {"conv_stem": "conv_other", "grouped": "conv_other", "grouped_nchw": "grouped", "gemv": "gemm", "attention": "gemm", "pool": "elementwise", "norm": "elementwise",
+CLASS_PARENT = {"conv_stem": "conv_other", "grouped": "conv_other", "grouped_nchw": "grouped", "depthwise_nchw": "depthwise", "gemv": "gemm", "attention": "gemm", "pool": "elementwise", "norm": "elementwise",
                 "data": "elementwise"}
 
 # kind -> class for the non-contraction kinds the cost functions file under "elementwise" (one
