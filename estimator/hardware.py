@@ -645,18 +645,12 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
                                              "weight residency")
     if "kernel_samples" in data:
         fields["kernel_samples"] = _text(origin, "kernel_samples", data["kernel_samples"], single_line=True)
-    if "kernel_overhead_in_graph_s" in data:
-        v = _non_negative(origin, "kernel_overhead_in_graph_s", data["kernel_overhead_in_graph_s"], "seconds per kernel")
-        if v >= LAYER_OVERHEAD_MAX_S:
-            _fail(origin, "kernel_overhead_in_graph_s", f"must be < {_fmt(LAYER_OVERHEAD_MAX_S)} (seconds per kernel), "
-                  f"got {_fmt(v)}")
-        fields["kernel_overhead_in_graph_s"] = float(v)
-    if "grouped_call_s" in data:
-        v = _non_negative(origin, "grouped_call_s", data["grouped_call_s"], "seconds per kernel call")
-        if v >= LAYER_OVERHEAD_MAX_S:
-            _fail(origin, "grouped_call_s", f"must be < {_fmt(LAYER_OVERHEAD_MAX_S)} (seconds per kernel call), "
-                  f"got {_fmt(v)}")
-        fields["grouped_call_s"] = float(v)
+    for key, unit in (("kernel_overhead_in_graph_s", "seconds per kernel"), ("grouped_call_s", "seconds per kernel call")):
+        if key in data:
+            v = _non_negative(origin, key, data[key], unit)
+            if v >= LAYER_OVERHEAD_MAX_S:
+                _fail(origin, key, f"must be < {_fmt(LAYER_OVERHEAD_MAX_S)} ({unit}), got {_fmt(v)}")
+            fields[key] = float(v)
     if "layer_overhead_by_class_s" in data:
         by = _mapping(origin, "layer_overhead_by_class_s", data["layer_overhead_by_class_s"],
                       "layer class -> seconds per layer")
