@@ -780,6 +780,8 @@ def _fit_from(data: Dataset, bases, start: Params, prior: Params, use_layers: bo
         theta[S_COL] = 0.0
     if theta[F_COL] * ONCHIP_NONE_BPS <= 1:   # the same for the weight fetch
         theta[F_COL] = 0.0
+    if theta[C_COL] < 1e-12:   # the same for the cost per call (under a picosecond: no term)
+        theta[C_COL] = 0.0
     # a class whose layers are all memory-bound at the solution is not identified by the data:
     # it keeps the input profile's value
     bound = np.zeros(nC, dtype=bool)

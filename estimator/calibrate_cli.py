@@ -168,7 +168,8 @@ def _fit_samples(profile, samples: dict, samples_path: Path):
             f"{', '.join(fr.fitted_classes)}; estimate calibrate fits them again with whole-model results")
     notes = {"efficiency": note, "layer_overhead_by_class_s": note,
              "onchip_bandwidth_bytes_per_s": note, "layer_overhead_s": "0: every class with samples has its own",
-             "grouped_call_s": (note if fr.calls_fitted else
+             "grouped_call_s": ((note if fr.params.s_call > 0 else "fitted at zero cost: the key is left out")
+                                if fr.calls_fitted else
                                 f"not fitted: fewer than {cal.MIN_CALL_SAMPLES} grouped kernel samples in the blocked layout")}
     return cal.apply_params(profile, fr.params, fr.fitted_classes, notes=notes, overhead_classes=fr.overhead_classes)
 

@@ -397,8 +397,9 @@ def grouped_calls(l, block: int) -> float:
 
 
 def layout_class(l, block: int) -> str:
-    """The kernel class layer `l` is costed as on a host with a blocked layout: a grouped conv
-    the layout cannot take runs as another kernel (UNBLOCKED_CLASS); every other layer keeps its class."""
+    """The kernel class layer `l` is costed as on a host with a blocked layout: a grouped or
+    depthwise conv the layout cannot take runs as another kernel (UNBLOCKED_CLASS: grouped_nchw,
+    depthwise_nchw); every other layer keeps its class."""
     c = l.layer_class
     if c in UNBLOCKED_CLASS and is_2d_conv(l) and not runs_blocked(l, block):
         return UNBLOCKED_CLASS[c]
