@@ -49,7 +49,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -96,6 +96,9 @@ class ConfigObs:
     # profiler events (runtime kernels, layout conversions included) behind each group, aligned
     # with `groups`; () for kernel samples, which are timed without the profiler
     group_events: tuple[int, ...] = ()
+    # a kernel sample timed in several rounds: slowest / fastest round - 1 (how much the host moved
+    # while detect timed it); None for model results and for samples timed once
+    round_spread: float | None = None
     events_total: int = 0                  # profiler events in kernel_total_s (every group's, left out ones too)
 
     def profiler_factor(self, profiler_s: float) -> float:
@@ -334,13 +337,32 @@ def sample_dataset(doc: Mapping, precision: str, *, source: str = "kernel sample
         if layout:   # reported under the class it is costed as (a plain grouped conv: grouped_nchw)
             from .kernels import layout_class
             cls = layout_class(table.layers[members[0]], layout[1])
+        spread = _round_spread(r.get("round_times_s"))
         cfgs = tuple(ConfigObs(file=source, model=f"kernel {sid}", batch=b, precision=precision,
-                               measured_s=t, groups=((head, t, members),)) for b, t in timed if t > 0)
+                               measured_s=t, groups=((head, t, members),), round_spread=spread.get(b))
+                     for b, t in timed if t > 0)
         if cfgs:
             models.append(ModelData(name=f"kernel {sid}", layers=la, configs=cfgs, sample=cls))
     if not models:
         raise UserError(f"{source}: no kernel samples with a measured time")
     return Dataset(tuple(models), precision, (source,))
+
+
+def _round_spread(rounds: Any) -> dict[int, float]:
+    """{batch: slowest / fastest round - 1} of a sample's per-round times (round_times_s, written by
+    detect since 2026-12-02; absent in older files and ignored where malformed: it is a diagnostic,
+    not fitted)."""
+    out: dict[int, float] = {}
+    if not isinstance(rounds, Mapping):
+        return out
+    for b, ts in rounds.items():
+        try:
+            v = [float(t) for t in ts]
+            if len(v) >= 2 and min(v) > 0 and all(math.isfinite(t) for t in v):
+                out[int(b)] = max(v) / min(v) - 1.0
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -1068,6 +1090,9 @@ def sample_errors(samples: Dataset, before: HardwareProfile, after: HardwareProf
 
     errs = {"before": predict_dataset(samples, alone(before)), "fitted": predict_dataset(samples, alone(after))}
     cls = {m.name: m.sample for m in samples.models}
+    spread: dict[str, list[float]] = {}
+    for m in samples.models:
+        spread.setdefault(m.sample, []).extend(c.round_spread for c in m.configs if c.round_spread is not None)
     for which, pts in errs.items():
         by: dict[str, list[float]] = {}
         for p in pts:
@@ -1077,6 +1102,9 @@ def sample_errors(samples: Dataset, before: HardwareProfile, after: HardwareProf
             d[f"{which}_median_abs_error"] = float(np.median(e))
             d[f"{which}_within_10pct"] = float(np.mean(np.array(e) <= 0.10))
             d[f"{which}_worst_abs_error"] = float(max(e))
+    for c, v in spread.items():
+        if v and c in out:
+            out[c]["round_spread_median"] = float(np.median(v))
     return dict(sorted(out.items(), key=lambda kv: LAYER_CLASSES.index(kv[0]) if kv[0] in LAYER_CLASSES else 99))
 
 

@@ -293,6 +293,10 @@ def test_detect_quick_writes_a_loadable_profile(tmp_path):
     assert p.kernel_samples == "host.kernels.json" and (tmp_path / "host.kernels.json").is_file()
     samples = json.loads((tmp_path / "host.kernels.json").read_text())
     assert samples["host"]["hostname"] == hostname and samples["samples"]
+    # each round's time is kept (one round with --quick), the fitted time is the fastest round's
+    for r in samples["samples"]:
+        assert set(r["round_times_s"]) == set(r["time_s"])
+        assert all(len(v) == 1 and min(v) == r["time_s"][b] for b, v in r["round_times_s"].items())
     data = cal.sample_dataset(samples, "fp32")
     assert data.samples().models and all(c.measured_s > 0 for m in data.models for c in m.configs)
     # the per-class rates and fixed costs are fitted to those samples alone (the uncalibrated profile)

@@ -115,6 +115,30 @@ def test_samples_are_fitted_but_never_reported_as_models():
     assert all(d["fitted_median_abs_error"] < 0.01 for d in rep.samples.values())
 
 
+def test_the_report_gives_how_far_apart_detects_timing_rounds_were_per_class():
+    """detect writes each round's time (round_times_s); the report's rounds-apart figure per class
+    is the median over its samples and batches of slowest / fastest - 1, a diagnostic of the host's
+    noise that is never fitted (the fit reads time_s)."""
+    truth = _host(efficiency={"compute": 0.5, "memory": 1.0})
+    doc = _synthetic_samples(truth)
+    gemv = [r for r in doc["samples"] if r["spec"]["class"] == "gemv"]
+    for k, r in enumerate(gemv):   # batch 1: 10% .. apart, batch 4: 0% apart; a malformed entry is ignored
+        t1, t4 = r["time_s"]["1"], r["time_s"]["4"]
+        r["round_times_s"] = {"1": [t1, t1 * (1.1 + 0.1 * k), t1 * 1.05], "4": [t4, t4, t4]}
+    doc["samples"][0]["round_times_s"] = {"1": ["x"], "4": None}
+    data = cal.sample_dataset(doc, "fp32")
+    spreads = sorted(c.round_spread for m in data.samples().models if m.sample == "gemv" for c in m.configs)
+    assert spreads[:len(gemv)] == [0.0] * len(gemv)
+    assert spreads[len(gemv):] == pytest.approx([0.1 + 0.1 * k for k in range(len(gemv))])
+    assert all(c.round_spread is None for m in data.samples().models if m.sample != "gemv" for c in m.configs)
+    rep = cal.sample_errors(data.samples(), truth, truth)
+    assert rep["gemv"]["round_spread_median"] == pytest.approx(float(np.median(spreads)))
+    assert "round_spread_median" not in rep["conv3x3"]
+    # the fit does not see them: the same times without round_times_s give the same parameters
+    plain = cal.sample_dataset(_synthetic_samples(truth), "fp32")
+    assert np.allclose(cal.fit(data, _host()).params.vector(), cal.fit(plain, _host()).params.vector())
+
+
 def test_a_bad_samples_file_is_a_user_error():
     from estimator.errors import UserError
 
