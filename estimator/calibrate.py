@@ -365,6 +365,14 @@ def _round_spread(rounds: Any) -> dict[int, float]:
     return out
 
 
+def samples_round_spread(doc: Mapping) -> float | None:
+    """The median, over a samples file's samples and batches, of slowest / fastest timing round - 1
+    (_round_spread); None when no sample has two rounds (a --quick detect, an older file)."""
+    v = [x for r in (doc.get("samples") or []) if isinstance(r, Mapping)
+         for x in _round_spread(r.get("round_times_s")).values()]
+    return float(np.median(v)) if v else None
+
+
 # ----------------------------------------------------------------------------- parameters
 
 

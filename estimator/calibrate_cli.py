@@ -122,10 +122,14 @@ def detect_command(
         samples = det.measure_kernel_samples(d.threads, quick=quick, progress=progress)
         samples["host"] = {"hostname": d.hostname, "cpu": d.cpu_model, "date": d.date, "ort_version": d.ort_version}
         pdict["kernel_samples"] = samples_path.name
+        from .calibrate import samples_round_spread
+
+        spread = samples_round_spread(samples)
         pdict["notes"]["kernel_samples"] = (
             f"{len(samples['samples'])} single-kernel graphs (models/kernel_samples.py) timed at batches "
-            f"{', '.join(map(str, samples['batches']))}: {samples['timing']}; `estimate calibrate` fits every kernel "
-            "class from them (with any whole-model results)")
+            f"{', '.join(map(str, samples['batches']))}: {samples['timing']}"
+            + (f"; the rounds were {spread:.1%} apart (median of slowest / fastest - 1)" if spread is not None else "")
+            + "; `estimate calibrate` fits every kernel class from them (with any whole-model results)")
     profile = hardware.profile_from_dict(pdict, origin=str(target))
     if kernels:
         from .fsutil import atomic_write_text
@@ -148,7 +152,10 @@ def detect_command(
     if kernels:
         typer.echo(f"  kernel samples      {len(samples['samples'])} kernels x {len(samples['batches'])} batches, "
                    f"written to {samples_path}")
-    for w in det.disturbance_warnings(d):
+    warnings = det.disturbance_warnings(d)
+    if kernels and det.round_spread_warning(spread):
+        warnings.append(det.round_spread_warning(spread))
+    for w in warnings:
         typer.echo(f"warning: {w}", err=True)
 
 

@@ -134,6 +134,13 @@ def test_the_report_gives_how_far_apart_detects_timing_rounds_were_per_class():
     rep = cal.sample_errors(data.samples(), truth, truth)
     assert rep["gemv"]["round_spread_median"] == pytest.approx(float(np.median(spreads)))
     assert "round_spread_median" not in rep["conv3x3"]
+    # the whole file's figure (what detect notes, and warns about above 15%)
+    from estimator.validate import detect
+
+    assert cal.samples_round_spread(doc) == pytest.approx(float(np.median(spreads)))
+    assert cal.samples_round_spread(_synthetic_samples(truth)) is None
+    assert detect.round_spread_warning(None) is None and detect.round_spread_warning(0.15) is None
+    assert "45% apart" in detect.round_spread_warning(0.45)
     # the fit does not see them: the same times without round_times_s give the same parameters
     plain = cal.sample_dataset(_synthetic_samples(truth), "fp32")
     assert np.allclose(cal.fit(data, _host()).params.vector(), cal.fit(plain, _host()).params.vector())

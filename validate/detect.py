@@ -447,6 +447,20 @@ def disturbance_warnings(d: Detection) -> list[str]:
     return out
 
 
+#: kernel samples whose timing rounds are further apart than this (median of slowest / fastest - 1)
+#: were timed on a noisy host: detect says so (on 2026-12-02 this project's host gave 11-66% per class)
+ROUND_SPREAD_WARN = 0.15
+
+
+def round_spread_warning(spread: float | None) -> str | None:
+    """The warning `estimate hw detect` prints when the kernel samples' rounds were far apart."""
+    if spread is None or spread <= ROUND_SPREAD_WARN:
+        return None
+    return (f"the kernel samples' timing rounds were {spread:.0%} apart (median of slowest / fastest - 1): the host "
+            "was noisy while they were timed, and the fitted per-class figures carry that noise; re-run `estimate hw "
+            "detect --force` when it is quiet (estimate calibrate reports the spread per class)")
+
+
 def onchip_split(d: Detection) -> tuple[float, float, str] | None:
     """(1x1 MAC rate, on-chip bandwidth B/s, derivation) from the wide and the narrow 1x1 Conv:
     each took t = MACs / rate_mac + activation_bytes / bandwidth (docs/roofline.md), two
