@@ -356,6 +356,8 @@ def _round_spread(rounds: Any) -> dict[int, float]:
     if not isinstance(rounds, Mapping):
         return out
     for b, ts in rounds.items():
+        if not isinstance(ts, (list, tuple)):
+            continue
         try:
             v = [float(t) for t in ts]
             if len(v) >= 2 and min(v) > 0 and all(math.isfinite(t) for t in v):
@@ -368,7 +370,8 @@ def _round_spread(rounds: Any) -> dict[int, float]:
 def samples_round_spread(doc: Mapping) -> float | None:
     """The median, over a samples file's samples and batches, of slowest / fastest timing round - 1
     (_round_spread); None when no sample has two rounds (a --quick detect, an older file)."""
-    v = [x for r in (doc.get("samples") or []) if isinstance(r, Mapping)
+    samples = doc.get("samples") if isinstance(doc, Mapping) else None
+    v = [x for r in (samples if isinstance(samples, list) else []) if isinstance(r, Mapping)
          for x in _round_spread(r.get("round_times_s")).values()]
     return float(np.median(v)) if v else None
 

@@ -609,11 +609,11 @@ def point_median_rows(doc: dict) -> list[list[str]]:
 
 
 SAMPLES_HEAD = ["kernel class", "samples x batches", "median |err| before", "median |err| fitted",
-                "within 10% fitted", "worst fitted", "rounds apart (median)"]
+                "within 10% fitted", "worst fitted", "round spread (median)"]
 
 
 def sample_rows(doc: dict) -> list[list[str]]:
-    # rounds apart: slowest / fastest of detect's timing rounds - 1, the host's noise under the fit
+    # round spread: slowest / fastest of detect's timing rounds - 1, the host's noise under the fit
     return [[c, str(d["points"]), _pct(d.get("before_median_abs_error")), _pct(d.get("fitted_median_abs_error")),
              _pct(d.get("fitted_within_10pct")), _pct(d.get("fitted_worst_abs_error")),
              _pct(d.get("round_spread_median"))]

@@ -313,6 +313,37 @@ def test_detect_quick_writes_a_loadable_profile(tmp_path):
     assert out.read_text() == before
 
 
+def test_kernel_sample_times_are_the_fastest_round_and_every_round_is_kept(monkeypatch):
+    """measure_kernel_samples with a stand-in timer: three rounds of different speeds; time_s is
+    the fastest round minus the null call, round_times_s every round (in order) minus it."""
+    pytest.importorskip("onnxruntime")
+    from estimator.models import kernel_samples as ks
+    from estimator.validate import detect
+
+    specs = [s for s in ks.sample_specs() if s["class"] == "elementwise"][:2]
+    monkeypatch.setattr(ks, "sample_specs", lambda quick=False: specs)
+    level = [1e-5, 3e-5, 2e-5]          # round 2 slowest, round 1 fastest
+    calls = []
+
+    def fake_rate(fn, work, *, min_runs, seconds, warmup=2):
+        k = len(calls)
+        calls.append(k)
+        per_round = len(specs) * len(ks.BATCHES)
+        return work / (level[k // per_round] * (1 + 0.1 * (k % per_round))), 5, (0.0, 0.0)
+
+    monkeypatch.setattr(detect, "_rate", fake_rate)
+    monkeypatch.setattr(detect, "bench_null", lambda threads, seconds: 1e-6)
+    doc = detect.measure_kernel_samples(1)
+    assert len(calls) == 3 * len(specs) * len(ks.BATCHES)
+    for j, r in enumerate(doc["samples"]):
+        for bi, b in enumerate(ks.BATCHES):
+            want = [lv * (1 + 0.1 * (j * len(ks.BATCHES) + bi)) - 1e-6 for lv in level]
+            assert r["round_times_s"][str(b)] == pytest.approx(want)
+            assert r["time_s"][str(b)] == pytest.approx(min(want))
+    spreads = [(3e-5 * f - 1e-6) / (1e-5 * f - 1e-6) - 1 for f in (1 + 0.1 * k for k in range(len(specs) * 2))]
+    assert cal.samples_round_spread(doc) == pytest.approx(float(np.median(spreads)))
+
+
 def hardware_without_classes(p):
     """The detected ceilings without the per-class figures fitted to the samples."""
     from estimator.hardware import with_overrides

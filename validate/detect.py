@@ -448,7 +448,7 @@ def disturbance_warnings(d: Detection) -> list[str]:
 
 
 #: kernel samples whose timing rounds are further apart than this (median of slowest / fastest - 1)
-#: were timed on a noisy host: detect says so (on 2026-12-02 this project's host gave 11-66% per class)
+#: were timed on a noisy host: detect says so (on 2026-12-02 at 05:45 this project's host gave 21-66% per class)
 ROUND_SPREAD_WARN = 0.15
 
 
@@ -457,8 +457,9 @@ def round_spread_warning(spread: float | None) -> str | None:
     if spread is None or spread <= ROUND_SPREAD_WARN:
         return None
     return (f"the kernel samples' timing rounds were {spread:.0%} apart (median of slowest / fastest - 1): the host "
-            "was noisy while they were timed, and the fitted per-class figures carry that noise; re-run `estimate hw "
-            "detect --force` when it is quiet (estimate calibrate reports the spread per class)")
+            "was noisy while they were timed, and the per-class figures fitted to them (the fastest rounds) may carry "
+            "that noise; re-run `estimate hw detect` when it is quiet (with --force to replace this profile); estimate "
+            "calibrate reports the spread per class")
 
 
 def onchip_split(d: Detection) -> tuple[float, float, str] | None:
