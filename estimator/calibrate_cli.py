@@ -153,9 +153,8 @@ def detect_command(
         typer.echo(f"  kernel samples      {len(samples['samples'])} kernels x {len(samples['batches'])} batches, "
                    f"written to {samples_path}")
     warnings = det.disturbance_warnings(d)
-    if kernels and det.round_spread_warning(spread):
-        warnings.append(det.round_spread_warning(spread))
-    for w in warnings:
+    noisy = det.round_spread_warning(spread) if kernels else None
+    for w in warnings + ([noisy] if noisy else []):
         typer.echo(f"warning: {w}", err=True)
 
 
