@@ -71,9 +71,9 @@ class Detection:
     idle_wake: dict = field(default_factory=dict)     # host.idle_wake(): how an idle CPU waits
 
 
-def _rate(fn, work: float, *, min_runs: int, seconds: float, warmup: int = 2) -> tuple[float, int, tuple[float, float]]:
-    """Run fn() repeatedly; rate = work / (25th percentile of the run times). Returns (rate, runs,
-    (min, max rate))."""
+def _run_times(fn, *, min_runs: int, seconds: float, warmup: int = 2) -> list[float]:
+    """Run fn() repeatedly (after `warmup` calls) for at least `min_runs` runs and `seconds`, at
+    most 2000 runs; the run times in seconds, sorted."""
     for _ in range(warmup):
         fn()
     times = []
@@ -84,12 +84,33 @@ def _rate(fn, work: float, *, min_runs: int, seconds: float, warmup: int = 2) ->
         times.append(time.perf_counter() - t0)
         if len(times) >= 2000:
             break
-    # the 25th percentile of the run times (nearest rank): on a shared host short bursts of
-    # other work slow some runs; the median would carry them into a ceiling, the minimum would
-    # be one lucky run
     times.sort()
-    q = times[max(0, math.ceil(0.25 * len(times)) - 1)]
-    return work / q, len(times), (work / times[-1], work / times[0])
+    return times
+
+
+def _q25(times: list[float]) -> float:
+    """The 25th percentile (nearest rank) of sorted run times: on a shared host short bursts of
+    other work slow some runs; the median would carry them into a ceiling, the minimum would be
+    one lucky run."""
+    return times[max(0, math.ceil(0.25 * len(times)) - 1)]
+
+
+def _rate(fn, work: float, *, min_runs: int, seconds: float, warmup: int = 2) -> tuple[float, int, tuple[float, float]]:
+    """Run fn() repeatedly; rate = work / (25th percentile of the run times). Returns (rate, runs,
+    (min, max rate))."""
+    times = _run_times(fn, min_runs=min_runs, seconds=seconds, warmup=warmup)
+    return work / _q25(times), len(times), (work / times[-1], work / times[0])
+
+
+def run_statistics(times: list[float]) -> dict[str, float]:
+    """Statistics of one timing round's sorted run times: the 25th percentile (what time_s is
+    built from), the median, the mean, and the mean of the runs between the 10th and 90th
+    percentiles (a sum over a model's kernels tends to the sum of their means, not of their
+    25th percentiles, when a kernel's times are skewed by thread wake-ups)."""
+    n = len(times)
+    lo, hi = int(0.1 * n), max(int(0.1 * n) + 1, n - int(0.1 * n))
+    return {"p25": _q25(times), "p50": times[max(0, math.ceil(0.5 * n) - 1)], "mean": sum(times) / n,
+            "trimmed_mean": sum(times[lo:hi]) / (hi - lo)}
 
 
 # ------------------------------------------------------------------------- onnxruntime kernels
@@ -216,6 +237,7 @@ def measure_kernel_samples(threads: int, quick: bool = False, progress=None) -> 
     rng = np.random.default_rng(1)
     times: dict[tuple[str, str], list[float]] = {}   # one time per round
     runs: dict[tuple[str, str], int] = {}
+    stats: dict[tuple[str, str], dict[str, list[float]]] = {}   # each round's run statistics
     for rnd in range(rounds):   # interleaved rounds, the faster of each kept (a burst must cover all)
         for i, spec in enumerate(specs):
             for b in ks.BATCHES:
@@ -230,16 +252,21 @@ def measure_kernel_samples(threads: int, quick: bool = False, progress=None) -> 
                     io.bind_cpu_input(n, a)
                 io.bind_ortvalue_output(s.get_outputs()[0].name,
                                         ort.OrtValue.ortvalue_from_shape_and_type(out_shape, np.float32))
-                rate, n_runs, _ = _rate(lambda: s.run_with_iobinding(io), 1.0, min_runs=5, seconds=sec)
+                tt = _run_times(lambda: s.run_with_iobinding(io), min_runs=5, seconds=sec)
+                st = run_statistics(tt)
                 key = (spec["id"], str(b))
-                times.setdefault(key, []).append(1.0 / rate)
-                runs[key] = runs.get(key, 0) + n_runs
+                times.setdefault(key, []).append(st["p25"])
+                for k, v in st.items():
+                    stats.setdefault(key, {}).setdefault(k, []).append(v)
+                runs[key] = runs.get(key, 0) + len(tt)
             if progress is not None:
                 progress(rnd * len(specs) + i + 1, rounds * len(specs))
         null = min(null, bench_null(threads, sec * 2))
     out = [{"id": spec["id"], "spec": spec,
             "time_s": {str(b): max(min(times[(spec["id"], str(b))]) - null, 0.0) for b in ks.BATCHES},
             "round_times_s": {str(b): [max(t - null, 0.0) for t in times[(spec["id"], str(b))]] for b in ks.BATCHES},
+            "round_stats_s": {str(b): {k: [max(t - null, 0.0) for t in v] for k, v in stats[(spec["id"], str(b))].items()}
+                              for b in ks.BATCHES},
             "runs": {str(b): runs[(spec["id"], str(b))] for b in ks.BATCHES}} for spec in specs]
     return {"schema": ks.SCHEMA, "schema_version": ks.SCHEMA_VERSION, "threads": threads, "precision": "fp32",
             "batches": list(ks.BATCHES), "null_call_s": null, "quick": quick,
