@@ -447,7 +447,7 @@ def calibrate_command(
                        f"times (kernel samples included) and {counts['configurations']} end-to-end p50 latencies of "
                        f"{len(data.model_names)} "
                        f"model{'s' if len(data.model_names) != 1 else ''} "
-                       + (f"and {n_samples} kernel samples ({profile.kernel_samples}; 25th-percentile times) "
+                       + (f"and {n_samples} kernel samples ({profile.kernel_samples}; times as its timing note says) "
                           if n_samples else "") +
                        f"({', '.join(data.model_names)}); classes fitted: {', '.join(fr.fitted_classes)} (others kept from "
                        f"the input profile)"
