@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from . import host as hostmod
+from .stats import percentile_nearest_rank
 
 
 @dataclass
@@ -92,7 +93,7 @@ def _q25(times: list[float]) -> float:
     """The 25th percentile (nearest rank) of sorted run times: on a shared host short bursts of
     other work slow some runs; the median would carry them into a ceiling, the minimum would be
     one lucky run."""
-    return times[max(0, math.ceil(0.25 * len(times)) - 1)]
+    return percentile_nearest_rank(times, 25)
 
 
 def _rate(fn, work: float, *, min_runs: int, seconds: float, warmup: int = 2) -> tuple[float, int, tuple[float, float]]:
@@ -107,10 +108,9 @@ def run_statistics(times: list[float]) -> dict[str, float]:
     kernel sample's time_s is built from: a model's latency is measured as a median, and a kernel
     whose times are skewed by thread wake-ups costs inside it more than its 25th percentile), the
     mean, and the mean of the runs between the 10th and 90th percentiles."""
-    n = len(times)
-    lo, hi = int(0.1 * n), max(int(0.1 * n) + 1, n - int(0.1 * n))
-    return {"p25": _q25(times), "p50": times[max(0, math.ceil(0.5 * n) - 1)], "mean": sum(times) / n,
-            "trimmed_mean": sum(times[lo:hi]) / (hi - lo)}
+    n, cut = len(times), len(times) // 10   # fewer than 10 runs: nothing trimmed
+    return {"p25": _q25(times), "p50": percentile_nearest_rank(times, 50), "mean": sum(times) / n,
+            "trimmed_mean": sum(times[cut:n - cut]) / (n - 2 * cut)}
 
 
 # ------------------------------------------------------------------------- onnxruntime kernels
@@ -245,9 +245,8 @@ def measure_kernel_samples(threads: int, quick: bool = False, progress=None) -> 
     specs = ks.sample_specs(quick=quick)
     null = bench_null(threads, sec * 2)
     rng = np.random.default_rng(1)
-    times: dict[tuple[str, str], list[float]] = {}   # one time per round
     runs: dict[tuple[str, str], int] = {}
-    stats: dict[tuple[str, str], dict[str, list[float]]] = {}   # each round's run statistics
+    stats: dict[tuple[str, str], dict[str, list[float]]] = {}   # each round's run statistics, in round order
     for rnd in range(rounds):   # interleaved rounds, the faster of each kept (a burst must cover all)
         for i, spec in enumerate(specs):
             for b in ks.BATCHES:
@@ -265,13 +264,13 @@ def measure_kernel_samples(threads: int, quick: bool = False, progress=None) -> 
                 tt = _run_times(lambda: s.run_with_iobinding(io), min_runs=5, seconds=sec)
                 st = run_statistics(tt)
                 key = (spec["id"], str(b))
-                times.setdefault(key, []).append(st[SAMPLE_STATISTIC])
                 for k, v in st.items():
                     stats.setdefault(key, {}).setdefault(k, []).append(v)
                 runs[key] = runs.get(key, 0) + len(tt)
             if progress is not None:
                 progress(rnd * len(specs) + i + 1, rounds * len(specs))
         null = min(null, bench_null(threads, sec * 2))
+    times = {key: v[SAMPLE_STATISTIC] for key, v in stats.items()}   # one time per round
     out = [{"id": spec["id"], "spec": spec,
             "time_s": {str(b): max(min(times[(spec["id"], str(b))]) - null, 0.0) for b in ks.BATCHES},
             "round_times_s": {str(b): [max(t - null, 0.0) for t in times[(spec["id"], str(b))]] for b in ks.BATCHES},
