@@ -491,7 +491,8 @@ def test_a_hardswish_leaving_the_graph_is_not_folded_into_the_conv():
 
 
 # (input channels, output channels, kernel, group) of one-conv probes: whether onnxruntime (1.32,
-# 16-lane blocks) ran each in NCHWc, as its optimized graph says; kernels.runs_blocked must agree
+# 16-lane blocks; checked on an 8-lane AVX2 host too) ran each in NCHWc, as its optimized graph says;
+# kernels.runs_blocked at the host's block must agree
 _BLOCK_PROBES = [(64, 64, 1, 1), (58, 58, 1, 1), (64, 58, 1, 1), (58, 64, 1, 1), (24, 24, 1, 1), (116, 116, 1, 1),
                  (18, 64, 1, 1), (17, 64, 3, 1), (20, 20, 3, 1), (6, 64, 1, 1), (15, 64, 3, 1), (3, 24, 3, 1),
                  (58, 58, 3, 58), (116, 116, 3, 116), (12, 12, 3, 12), (6, 6, 3, 6), (30, 30, 3, 30),
@@ -501,10 +502,13 @@ _BLOCK_PROBES = [(64, 64, 1, 1), (58, 58, 1, 1), (64, 58, 1, 1), (58, 64, 1, 1),
 
 @pytest.mark.parametrize("cin,cout,k,group", _BLOCK_PROBES)
 def test_which_convs_onnxruntime_runs_in_its_blocked_layout(cin, cout, k, group):
-    """kernels.runs_blocked against onnxruntime's optimized graph of a one-conv probe: a dense conv
-    of fewer than 16 input channels or a multiple of 4, a depthwise conv of a multiple of 4, a
-    grouped conv of whole 16-channel groups run in NCHWc; any other as a plain Conv (a depthwise
-    conv with a channel multiplier too). A grouped conv outside the layout is costed as grouped_nchw,
+    """kernels.runs_blocked against onnxruntime's optimized graph of a one-conv probe, at this host's
+    channel block (MLAS's NCHWc block: 16 fp32 lanes with AVX-512, 8 with AVX2; the profile's
+    mac_array cols, which detect sets from the same flags): a dense conv of fewer input channels
+    than a block or a multiple of 4, a depthwise conv of a multiple of 4, a grouped conv of whole
+    blocks per group run in NCHWc; any other as a plain Conv (a depthwise conv with a channel
+    multiplier too). On an AVX2 host 15 -> 64 runs plain and groups of 8 or 24 channels blocked, on an
+    AVX-512 host the other way round. A grouped conv outside the layout is costed as grouped_nchw,
     a depthwise one as depthwise_nchw."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
@@ -526,11 +530,14 @@ def test_which_convs_onnxruntime_runs_in_its_blocked_layout(cin, cout, k, group)
         pytest.skip(f"unexpected optimized graph {ops}")
     ort_blocked = "ReorderOutput" in ops
     (conv,) = analyze_graph(load_graph(m)).layers
-    assert kernels.runs_blocked(conv, 16) == ort_blocked, ops
+    from estimator.validate.detect import _all_flags
+
+    block = 16 if "avx512f" in _all_flags() else 8
+    assert kernels.runs_blocked(conv, block) == ort_blocked, (block, ops)
     # a grouped or depthwise conv outside the layout is costed as grouped_nchw / depthwise_nchw; a dense
     # one keeps its class
     want = (kernels.UNBLOCKED_CLASS.get(conv.layer_class, conv.layer_class) if not ort_blocked else conv.layer_class)
-    assert kernels.layout_class(conv, 16) == want
+    assert kernels.layout_class(conv, block) == want
     if group == cin and cout != cin:
         assert conv.layer_class == "grouped"   # a channel multiplier: not onnxruntime's depthwise kernel
 
