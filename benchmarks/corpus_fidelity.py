@@ -74,9 +74,9 @@ def main() -> None:
     host, cal = os.path.join(w, "host.yaml"), os.path.join(w, "host.corpus-fidelity.cal.yaml")
     run("calibrate", *train, "--hw", host, "-o", cal, "--force", "--no-cv")
     sys.path.insert(0, os.path.join(HERE, ".."))
-    from estimator.calibrate import family_of
+    from estimator.calibrate import family_of, repeatability, repeatability_line
 
-    rows, cal_e, unc_e, runs = [], [], [], []
+    rows, cal_e, unc_e, runs, points = [], [], [], [], []
     for name, g in gt.items():
         f = os.path.join(corpus, g["file"])
         meas = measured(os.path.join(w, f"corpus_{name}"))
@@ -90,6 +90,7 @@ def main() -> None:
                 if b in meas:
                     errs[(tag, b)] = p["latency_s"] / statistics.median(meas[b]) - 1
         runs += [len(v) for v in meas.values()]
+        points += [{"model": name, "batch": b, "measured_s": t} for b, v in meas.items() for t in v]
         cal_e += [errs[k] for k in errs if k[0] == "cal"]
         unc_e += [errs[k] for k in errs if k[0] == "unc"]
         rows.append((name, family_of(name), *(statistics.median(meas[b]) * 1e3 if b in meas else None for b in (1, 4)),
@@ -109,6 +110,9 @@ def main() -> None:
     for name, fam, m1, m4, c1, c4, u1, u4 in rows:
         out.append(f"| {name} | {fam} | {ms(m1)} | {ms(m4)} | {pct(c1)} | {pct(c4)} | {pct(u1)} | {pct(u4)} |")
     out += ["", f"- {summary(cal_e, 'Calibrated')}.", f"- {summary(unc_e, 'Uncalibrated')}."]
+    rep_line = repeatability_line(repeatability(points))
+    if rep_line:   # how far the runs themselves are apart: the floor under the errors above
+        out.append(f"- Corpus points' {rep_line}.")
     if a.family_cv:
         results = train + sorted(glob.glob(os.path.join(w, "corpus_*", "**", "*.json"), recursive=True))
         rep = os.path.join(w, "report-corpus-cv.json")

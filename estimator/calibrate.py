@@ -918,7 +918,8 @@ def error_stats(points: list[dict], worst: int = 3) -> dict:
                         "e2e_within_10pct": share(me, 0.10), "e2e_within_20pct": share(me, 0.20),
                         "e2e_worst": [{"model": p["model"], "batch": p["batch"], "error": p["error"]}
                                       for p in sorted(med, key=lambda p: -abs(p["error"]))[:worst]],
-                        "max_runs": max((p["runs"] for p in med), default=0)},
+                        "max_runs": max((p["runs"] for p in med), default=0),
+                        "repeatability": repeatability(points)},
         "points": len(points),
         "e2e_median_abs_error": float(np.median(e)) if e.size else None,
         "e2e_within_10pct": share(e, 0.10),
@@ -947,6 +948,45 @@ def median_of_runs(points: list[dict]) -> list[dict]:
         out.append({"model": model, "batch": batch, "runs": len(ps), "measured_s": m, "measured_min_s": min(meas),
                     "measured_max_s": max(meas), "predicted_s": pred, "error": pred / m - 1})
     return out
+
+
+#: repeated runs of a (model, batch) needed before its runs are compared with each other: with
+#: two, each run's "median of the others" is the other run, and both deviations are the same gap
+MIN_REPEAT_RUNS = 3
+
+
+def repeatability(points: list[dict], worst: int = 3) -> dict | None:
+    """How well the measurements agree with themselves: each run's measured p50 against the
+    median of the other runs of its (model, batch), for the points with at least MIN_REPEAT_RUNS
+    runs. This is the error a perfect predictor would show against another run: on a shared host
+    a prediction cannot be judged more finely than it. None when no point has that many runs."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    for p in points:
+        groups.setdefault((p["model"], p["batch"]), []).append(float(p["measured_s"]))
+    devs = []   # (deviation, model, batch)
+    for (model, batch), meas in groups.items():
+        if len(meas) < MIN_REPEAT_RUNS:
+            continue
+        for i, m in enumerate(meas):
+            devs.append((m / float(np.median(meas[:i] + meas[i + 1:])) - 1, model, batch))
+    if not devs:
+        return None
+    a = np.array([abs(d) for d, _, _ in devs])
+    return {"points": len({(m, b) for _, m, b in devs}), "runs": len(devs),
+            "within_5pct": float((a <= 0.05).mean()), "within_10pct": float((a <= 0.10).mean()),
+            "median_abs_deviation": float(np.median(a)),
+            "worst": [{"model": m, "batch": b, "deviation": d} for d, m, b in sorted(devs, key=lambda x: -abs(x[0]))[:worst]]}
+
+
+def repeatability_line(r: dict | None) -> str | None:
+    """One sentence of repeatability(): what the measurements allow a prediction to be judged at."""
+    if not r:
+        return None
+    worst = ", ".join(f"{w['model']} b{w['batch']} {w['deviation'] * 100:+.1f}%" for w in r["worst"])
+    return (f"measurement repeatability: each run's p50 against the median of the other runs of its (model, batch) "
+            f"({r['runs']} runs of {r['points']} points with >= {MIN_REPEAT_RUNS} runs): "
+            f"{r['within_10pct'] * 100:.0f}% within 10%, {r['within_5pct'] * 100:.0f}% within 5%, median "
+            f"{r['median_abs_deviation'] * 100:.1f}%, worst {worst}; a prediction cannot be judged more finely than this")
 
 
 def _per_point(points: list[dict]) -> list[dict]:

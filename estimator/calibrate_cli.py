@@ -679,6 +679,18 @@ def test_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
+def repeatability_lines(doc: dict) -> list[str]:
+    """The fit set's (and the test set's) measurement repeatability, one line each."""
+    from .calibrate import repeatability_line
+
+    out = []
+    for label, sec in (("fit set", doc["fitted"]), ("test set", (doc.get("test") or {}).get("calibrated"))):
+        line = repeatability_line(((sec or {}).get("summary") or {}).get("runs_median", {}).get("repeatability"))
+        if line:
+            out.append(f"{label} {line}")
+    return out
+
+
 def report_markdown(doc: dict) -> str:
     def table(head, rows):
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -692,6 +704,7 @@ def report_markdown(doc: dict) -> str:
     pm = point_median_rows(doc)
     repeated = any(r[2] != "1" for r in pm)
     parts = [table(SUMMARY_HEAD, summary_rows(doc)), ""]
+    parts += [f"- {line}" for line in repeatability_lines(doc)] + ([""] if repeatability_lines(doc) else [])
     parts += [table(POINT_MEDIAN_HEAD, pm) if repeated else table(POINT_HEAD, point_rows(doc)), ""]
     if doc.get("kernel_samples"):
         parts += ["Kernel samples (always fitted: in-sample figures):", "", table(SAMPLES_HEAD, sample_rows(doc)), ""]
@@ -722,6 +735,8 @@ def _print_report(doc: dict) -> None:
     for r in summary_rows(doc):
         t.add_row(*r)
     con.print(t)
+    for line in repeatability_lines(doc):
+        con.print(line, highlight=False)
     pm = point_median_rows(doc)
     repeated = any(r[2] != "1" for r in pm)
     t2 = Table(title="Per model and batch (held-out: fitted without that model)"

@@ -223,6 +223,33 @@ def test_median_of_runs_and_report_tables():
     assert "on-chip bandwidth 47 GB/s" in md
 
 
+def test_repeatability_compares_each_run_with_the_median_of_the_others():
+    """Runs of 9, 12 and 20 ms: 9 against the median of 12 and 20 (16 ms) is -43.75%, 12 against
+    14.5 ms is -17.2%, 20 against 10.5 ms is +90.5%; a point of 10, 10.4 and 10.2 ms is within 5%
+    run by run (-2.9%, +3.0%, 0.0%); a point with two runs is not compared (each run's 'median of
+    the others' would be the other run). The report prints the line; with no point of three runs
+    there is none."""
+    from estimator.calibrate_cli import repeatability_lines
+
+    def pts(model, times):
+        return [{"model": model, "batch": 1, "measured_s": t, "predicted_s": 0.01, "error": 0.01 / t - 1,
+                 "layers": []} for t in times]
+
+    points = pts("a", (0.009, 0.012, 0.020)) + pts("b", (0.010, 0.0104, 0.0102)) + pts("c", (0.010, 0.020))
+    r = cal.repeatability(points)
+    assert (r["points"], r["runs"]) == (2, 6)
+    assert r["within_5pct"] == pytest.approx(3 / 6) and r["within_10pct"] == pytest.approx(3 / 6)
+    assert r["worst"][0] == {"model": "a", "batch": 1, "deviation": pytest.approx(0.020 / 0.0105 - 1)}
+    assert [w["deviation"] for w in r["worst"][1:]] == [pytest.approx(0.009 / 0.016 - 1), pytest.approx(0.012 / 0.0145 - 1)]
+    assert r["median_abs_deviation"] == pytest.approx(np.median([0.4375, 1 - 0.012 / 0.0145, 0.020 / 0.0105 - 1,
+                                                                 1 - 0.010 / 0.0103, 0.0104 / 0.0101 - 1, 0.0]), abs=1e-12)
+    summ = {"summary": cal.error_stats(points), "points": cal._per_point(points)}
+    lines = repeatability_lines({"fitted": summ, "test": {"calibrated": summ}})
+    assert len(lines) == 2 and lines[0].startswith("fit set") and "50% within 10%" in lines[0] and "a b1 +90.5%" in lines[0]
+    assert cal.repeatability(pts("c", (0.010, 0.020))) is None
+    assert repeatability_lines({"fitted": {"summary": cal.error_stats(pts("c", (0.010, 0.020)))}}) == []
+
+
 def test_zero_onchip_cost_with_three_models_writes_no_key():
     """Review finding: with no on-chip term in the data the solver can return s of ~1e-26, a
     'bandwidth' of 4e25 B/s that the profile check rejects as absurd. Such round-off is no term."""
