@@ -221,32 +221,42 @@ def test_median_of_runs_and_report_tables():
     md = report_markdown(doc)
     assert "fitted, median of runs" in md and "range of runs" in md and "9.00-20.00" in md
     assert "on-chip bandwidth 47 GB/s" in md
+    assert "- fit set measurement repeatability" in md and "- test set measurement repeatability" in md
 
 
 def test_repeatability_compares_each_run_with_the_median_of_the_others():
-    """Runs of 9, 12 and 20 ms: 9 against the median of 12 and 20 (16 ms) is -43.75%, 12 against
-    14.5 ms is -17.2%, 20 against 10.5 ms is +90.5%; a point of 10, 10.4 and 10.2 ms is within 5%
-    run by run (-2.9%, +3.0%, 0.0%); a point with two runs is not compared (each run's 'median of
-    the others' would be the other run). The report prints the line; with no point of three runs
-    there is none."""
+    """Each run against the median of its point's other runs, as the error that median would have
+    as a prediction of it (others / run - 1). Point a, runs of 9, 12 and 20 ms: 16/9 - 1 = +77.8%,
+    14.5/12 - 1 = +20.8%, 10.5/20 - 1 = -47.5%. Point a at batch 4 (another point): 40, 41, 39 ms
+    (0.0%, -3.7%, +3.8%). Point b, four runs of 10, 11, 15 and 12 ms: the others' median of the
+    10 ms run is 12 ms (+20.0%; their mean would be 12.67), of 11: 12 (+9.1%), of 15: 11 (-26.7%),
+    of 12: 11 (-8.3%). Point c has two runs and is not compared. The worst list holds each point
+    once, by its largest deviation; the report prints one line per data set."""
     from estimator.calibrate_cli import repeatability_lines
 
-    def pts(model, times):
-        return [{"model": model, "batch": 1, "measured_s": t, "predicted_s": 0.01, "error": 0.01 / t - 1,
+    def pts(model, times, batch=1):
+        return [{"model": model, "batch": batch, "measured_s": t, "predicted_s": 0.01, "error": 0.01 / t - 1 if t else 0.0,
                  "layers": []} for t in times]
 
-    points = pts("a", (0.009, 0.012, 0.020)) + pts("b", (0.010, 0.0104, 0.0102)) + pts("c", (0.010, 0.020))
+    points = (pts("a", (0.009, 0.012, 0.020)) + pts("a", (0.040, 0.041, 0.039), 4)
+              + pts("b", (0.010, 0.011, 0.015, 0.012)) + pts("c", (0.010, 0.020)))
     r = cal.repeatability(points)
-    assert (r["points"], r["runs"]) == (2, 6)
-    assert r["within_5pct"] == pytest.approx(3 / 6) and r["within_10pct"] == pytest.approx(3 / 6)
-    assert r["worst"][0] == {"model": "a", "batch": 1, "deviation": pytest.approx(0.020 / 0.0105 - 1)}
-    assert [w["deviation"] for w in r["worst"][1:]] == [pytest.approx(0.009 / 0.016 - 1), pytest.approx(0.012 / 0.0145 - 1)]
-    assert r["median_abs_deviation"] == pytest.approx(np.median([0.4375, 1 - 0.012 / 0.0145, 0.020 / 0.0105 - 1,
-                                                                 1 - 0.010 / 0.0103, 0.0104 / 0.0101 - 1, 0.0]), abs=1e-12)
+    devs = [16 / 9 - 1, 14.5 / 12 - 1, 10.5 / 20 - 1, 0.0, 39.5 / 41 - 1, 40.5 / 39 - 1,
+            12 / 10 - 1, 12 / 11 - 1, 11 / 15 - 1, 11 / 12 - 1]
+    a = np.abs(devs)
+    assert (r["points"], r["runs"]) == (3, 10)
+    assert r["within_5pct"] == pytest.approx(3 / 10) and r["within_10pct"] == pytest.approx(5 / 10)
+    assert r["median_abs_deviation"] == pytest.approx(np.median(a), abs=1e-12)
+    assert [(w["model"], w["batch"]) for w in r["worst"]] == [("a", 1), ("b", 1), ("a", 4)]
+    assert [w["deviation"] for w in r["worst"]] == [pytest.approx(16 / 9 - 1), pytest.approx(11 / 15 - 1),
+                                                     pytest.approx(40.5 / 39 - 1)]
     summ = {"summary": cal.error_stats(points), "points": cal._per_point(points)}
+    assert summ["summary"]["runs_median"]["repeatability"] == r
     lines = repeatability_lines({"fitted": summ, "test": {"calibrated": summ}})
-    assert len(lines) == 2 and lines[0].startswith("fit set") and "50% within 10%" in lines[0] and "a b1 +90.5%" in lines[0]
+    assert len(lines) == 2 and lines[0].startswith("fit set") and lines[1].startswith("test set")
+    assert "50% within 10%, 30% within 5%" in lines[0] and "a b1 +77.8%" in lines[0] and "b b1 -26.7%" in lines[0]
     assert cal.repeatability(pts("c", (0.010, 0.020))) is None
+    assert cal.repeatability(pts("d", (0.010, 0.0, 0.012))) is None   # a run without a time is not a run
     assert repeatability_lines({"fitted": {"summary": cal.error_stats(pts("c", (0.010, 0.020)))}}) == []
 
 
