@@ -326,8 +326,8 @@ NCHWC_NATIVE = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "Global
 NCHWC_CONV = frozenset({"Conv", "FusedConv"})
 LAYOUTS = ("nchwc",)
 #: onnxruntime (1.32, checked on its optimized graphs of one-conv probes, channel block 16, and 8 on
-#: an AVX2 host) runs a
-#: convolution in the blocked layout only if its input channels come in whole vector loads: a
+#: an AVX2 host) runs a convolution in the blocked layout only if its input channels come in whole
+#: vector loads: a
 #: dense conv of fewer input channels than a block (a stem: it reads NCHW directly) or of a
 #: multiple of this many (20, 24, 116 do; 17, 18, 30, 58 do not), a depthwise conv of a multiple
 #: of this many channels (4, 12, 24, 116 do; 6, 14, 58 do not), a grouped conv whose groups have a

@@ -497,14 +497,16 @@ _BLOCK_PROBES = [(64, 64, 1, 1), (58, 58, 1, 1), (64, 58, 1, 1), (58, 64, 1, 1),
                  (18, 64, 1, 1), (17, 64, 3, 1), (20, 20, 3, 1), (6, 64, 1, 1), (15, 64, 3, 1), (3, 24, 3, 1),
                  (58, 58, 3, 58), (116, 116, 3, 116), (12, 12, 3, 12), (6, 6, 3, 6), (30, 30, 3, 30),
                  (64, 64, 3, 8), (128, 128, 3, 8), (64, 64, 3, 2), (96, 96, 3, 4), (16, 16, 3, 2),
-                 (16, 32, 3, 16), (32, 64, 3, 32), (12, 24, 3, 12)]   # depthwise with a channel multiplier: plain
+                 (16, 32, 3, 16), (32, 64, 3, 32), (12, 24, 3, 12),   # depthwise with a channel multiplier: plain
+                 (4, 4, 3, 4), (8, 8, 3, 8), (20, 20, 3, 20), (40, 40, 3, 40), (30, 32, 3, 1), (16, 16, 3, 4),
+                 (24, 24, 3, 2)]
 
 
 @pytest.mark.parametrize("cin,cout,k,group", _BLOCK_PROBES)
 def test_which_convs_onnxruntime_runs_in_its_blocked_layout(cin, cout, k, group):
     """kernels.runs_blocked against onnxruntime's optimized graph of a one-conv probe, at this host's
-    channel block (MLAS's NCHWc block: 16 fp32 lanes with AVX-512, 8 with AVX2; the profile's
-    mac_array cols, which detect sets from the same flags): a dense conv of fewer input channels
+    channel block (MLAS's NCHWc block, detect.nchwc_block: 16 fp32 lanes with AVX-512, 8 with AVX2):
+    a dense conv of fewer input channels
     than a block or a multiple of 4, a depthwise conv of a multiple of 4, a grouped conv of whole
     blocks per group run in NCHWc; any other as a plain Conv (a depthwise conv with a channel
     multiplier too). On an AVX2 host 15 -> 64 runs plain and groups of 8 or 24 channels blocked, on an
@@ -530,9 +532,11 @@ def test_which_convs_onnxruntime_runs_in_its_blocked_layout(cin, cout, k, group)
         pytest.skip(f"unexpected optimized graph {ops}")
     ort_blocked = "ReorderOutput" in ops
     (conv,) = analyze_graph(load_graph(m)).layers
-    from estimator.validate.detect import _all_flags
+    from estimator.validate.detect import _all_flags, nchwc_block
 
-    block = 16 if "avx512f" in _all_flags() else 8
+    block = nchwc_block(_all_flags())
+    if block is None:
+        pytest.skip("not an x86-64 host: onnxruntime's NCHWc block is not known here")
     assert kernels.runs_blocked(conv, block) == ort_blocked, (block, ops)
     # a grouped or depthwise conv outside the layout is costed as grouped_nchw / depthwise_nchw; a dense
     # one keeps its class
@@ -540,6 +544,17 @@ def test_which_convs_onnxruntime_runs_in_its_blocked_layout(cin, cout, k, group)
     assert kernels.layout_class(conv, block) == want
     if group == cin and cout != cin:
         assert conv.layer_class == "grouped"   # a channel multiplier: not onnxruntime's depthwise kernel
+
+
+def test_nchwc_block_follows_onnxruntimes_choice():
+    """MLAS's NCHWc block on x86-64: 16 with AVX-512F, else 8 (AVX2 and plain SSE alike); unknown
+    elsewhere."""
+    from estimator.validate.detect import nchwc_block
+
+    assert nchwc_block(["sse4_2", "avx", "avx2", "fma", "avx512f"], "x86_64") == 16
+    assert nchwc_block(["sse4_2", "avx", "avx2", "fma"], "x86_64") == 8
+    assert nchwc_block(["sse2"], "AMD64") == 8
+    assert nchwc_block(["asimd"], "aarch64") is None
 
 
 def test_a_blocked_layout_pads_a_dense_convs_input_channels():

@@ -381,6 +381,17 @@ def _all_flags() -> list[str]:
     return []
 
 
+def nchwc_block(flags: list[str], machine: str | None = None) -> int | None:
+    """The channel block of onnxruntime's blocked (NCHWc) convolutions on an x86-64 host with these
+    CPU flags, as its MLAS library picks it: 16 fp32 lanes with AVX-512F, else 8 (SSE, AVX and AVX2
+    alike). None on other machines (the block, if any, is not known here)."""
+    import platform
+
+    if (machine or platform.machine()).lower() not in ("x86_64", "amd64"):
+        return None
+    return 16 if "avx512f" in flags else 8
+
+
 def detect(quick: bool = False, threads: int | None = None) -> Detection:
     """Read the host and measure its ceilings. quick: smaller problems, shorter runs (< 5 s)."""
     import onnxruntime as ort
