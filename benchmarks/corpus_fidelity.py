@@ -111,7 +111,7 @@ def main() -> None:
         out.append(f"| {name} | {fam} | {ms(m1)} | {ms(m4)} | {pct(c1)} | {pct(c4)} | {pct(u1)} | {pct(u4)} |")
     out += ["", f"- {summary(cal_e, 'Calibrated')}.", f"- {summary(unc_e, 'Uncalibrated')}."]
     rep_line = repeatability_line(repeatability(points))
-    if rep_line:   # how far the runs themselves are apart: the floor under the errors above
+    if rep_line:   # how far single runs are from each other: the scale of any error against one run
         out.append(f"- Corpus points' {rep_line}.")
     if a.family_cv:
         results = train + sorted(glob.glob(os.path.join(w, "corpus_*", "**", "*.json"), recursive=True))

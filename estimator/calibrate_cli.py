@@ -704,7 +704,8 @@ def report_markdown(doc: dict) -> str:
     pm = point_median_rows(doc)
     repeated = any(r[2] != "1" for r in pm)
     parts = [table(SUMMARY_HEAD, summary_rows(doc)), ""]
-    parts += [f"- {line}" for line in repeatability_lines(doc)] + ([""] if repeatability_lines(doc) else [])
+    rep = repeatability_lines(doc)
+    parts += [f"- {line}" for line in rep] + ([""] if rep else [])
     parts += [table(POINT_MEDIAN_HEAD, pm) if repeated else table(POINT_HEAD, point_rows(doc)), ""]
     if doc.get("kernel_samples"):
         parts += ["Kernel samples (always fitted: in-sample figures):", "", table(SAMPLES_HEAD, sample_rows(doc)), ""]
