@@ -107,10 +107,15 @@ def detect_command(
     layout = det.check_layout(d.threads)
     if layout:
         pdict["layout"] = layout
+        block = det.nchwc_block(d.flags)
+        if block:
+            pdict["layout_block"] = block
         pdict["notes"]["layout"] = (
             "onnxruntime runs convolutions here in its blocked channel layout (NCHWc: ReorderInput/ReorderOutput kernels "
             "in its optimized graph of a conv probe): a tensor crossing between that layout and other ops is converted, "
-            "each conversion costed as data movement (estimator/kernels.py, layout_reorders)")
+            "each conversion costed as data movement (estimator/kernels.py, layout_reorders)"
+            + (f"; layout_block {block}: MLAS's NCHWc block for these CPU flags (16 fp32 lanes with AVX-512F, else 8)"
+               if block else "; its block is taken from mac_array.cols (not known for this CPU)"))
     pdict["notes"]["fusion"] = ("checked against onnxruntime's optimized graph (ORT_ENABLE_ALL, optimized_model_filepath) "
                                 "of one probe graph per rule (models/kernel_samples.py FUSION_PROBES): "
                                 + "; ".join(f"{r}: {v}" for r, v in fusions.items())

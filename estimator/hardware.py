@@ -104,6 +104,7 @@ _TOP_KEYS: dict[str, str] = {
     "winograd": "tile and weights",
     "fusion": "the fusion rules grouping layers into kernels: rule names or {name, head, then}",
     "layout": "the runtime's blocked channel layout whose conversions cost data movement: nchwc",
+    "layout_block": "channels per block of that layout (default: mac_array.cols, else 16)",
     "weight_residency": "how weights stay in sram_bytes from one pass to the next: pinned (the default) or cache",
     "kernel_samples": "file name of the kernel samples `estimate hw detect` timed (next to the profile)",
     "energy": "joules per MAC and per DRAM byte",
@@ -282,16 +283,19 @@ class HardwareProfile:
     fusion: tuple | None = None       # fusion rules (names or kernels.Rule); None: the kind's defaults
     kernel_samples: str | None = None  # the samples file detect wrote, relative to the profile's folder
     layout: str | None = None          # "nchwc": layout conversions cost (estimator/kernels.py)
+    layout_block: int | None = None    # the layout's channel block; None: the MAC array's columns
     weight_residency: str | None = None  # None/"pinned": weights that fit are pinned; "cache": docs/roofline.md
     energy: Energy | None = None
     notes: FrozenMap = field(default_factory=FrozenMap)
     origin: str = field(default="", compare=False, repr=False)
 
     def layout_spec(self) -> tuple[str, int] | None:
-        """(layout, channel block) for the roofline: the block is the MAC array's columns (a
-        detected CPU's fp32 SIMD lanes), else 16."""
+        """(layout, channel block) for the roofline: the block is `layout_block` (what `estimate hw
+        detect` reads from the CPU's flags), else the MAC array's columns, else 16."""
         if self.layout is None:
             return None
+        if self.layout_block is not None:
+            return self.layout, int(self.layout_block)
         return self.layout, int(self.mac_array.cols) if self.mac_array else 16
 
     def kernel_samples_path(self) -> str | None:
@@ -640,6 +644,10 @@ def profile_from_dict(data: Any, origin: str = "<profile>") -> HardwareProfile:
         from . import kernels
 
         fields["layout"] = _choice(origin, "layout", data["layout"], kernels.LAYOUTS, "layout")
+    if "layout_block" in data:
+        if "layout" not in data:
+            _fail(origin, "layout_block", "is set but `layout` is not (a block of which layout?)")
+        fields["layout_block"] = _positive(origin, "layout_block", data["layout_block"], "channels", integer=True)
     if "weight_residency" in data:
         fields["weight_residency"] = _choice(origin, "weight_residency", data["weight_residency"], WEIGHT_RESIDENCY,
                                              "weight residency")
@@ -813,6 +821,8 @@ def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
         out["fusion"] = [kernels.rule_to_data(r) for r in p.fusion]
     if p.layout is not None:
         out["layout"] = p.layout
+    if p.layout_block is not None:
+        out["layout_block"] = p.layout_block
     if p.weight_residency is not None:
         out["weight_residency"] = p.weight_residency
     if p.kernel_samples is not None:

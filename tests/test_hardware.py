@@ -412,3 +412,16 @@ def test_absurd_number_is_rejected(tmp_path):
          "sram_bytes": 1e30, "dram_bandwidth_bytes_per_s": 1e9}
     with _pytest.raises(_UE, match="sram_bytes.*absurd"):
         _pfd(d, "x.yaml")
+
+
+def test_layout_block_is_the_runtimes_block_not_the_mac_columns():
+    """`layout_block` (what detect reads from the CPU flags) sets the layout's block even when
+    mac_array.cols was halved to fit a low measured MAC rate; without it the columns stand in."""
+    arr = {"rows": 1, "cols": 8}
+    p = profile_from_dict(minimal(layout="nchwc", layout_block=16, mac_array=arr), "t.yaml")
+    assert p.layout_spec() == ("nchwc", 16)
+    assert profile_from_dict(profile_to_dict(p), "t.yaml") == p
+    assert profile_from_dict(minimal(layout="nchwc", mac_array=arr), "t.yaml").layout_spec() == ("nchwc", 8)
+    assert profile_from_dict(minimal(layout="nchwc"), "t.yaml").layout_spec() == ("nchwc", 16)
+    assert "layout_block" in error_of(profile_from_dict, minimal(layout_block=16), "t.yaml")
+    assert "layout_block" in error_of(profile_from_dict, minimal(layout="nchwc", layout_block=0), "t.yaml")
