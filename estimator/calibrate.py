@@ -898,6 +898,63 @@ def predict_dataset(data: Dataset, profile: HardwareProfile) -> list[dict]:
     return out
 
 
+def class_contributions(data: Dataset, profile: HardwareProfile, profiler_s: float = 0.0) -> dict[str, dict]:
+    """Where a profile's end-to-end error on measured models comes from, by kernel class.
+
+    Per configuration, each measured layer group (a runtime kernel and the nodes it absorbed,
+    ConfigObs.groups) goes to the class of its head layer, with its time rescaled to the p50 as
+    in the fit and `profiler_s` per profiler event taken out first (the fitted
+    `profiler_s_per_event`: short kernels carry the profiler's cost the most). Returns class ->
+    {"layers", "predicted_s", "measured_s", "contribution"}, summed over the configurations;
+    contribution is the mean over configurations of (predicted - measured) of the class / the
+    measured end-to-end time, so the classes' contributions add up to the mean error (up to
+    the time of kernels no layer maps to, class "unmapped", and kernels left out of the fit).
+    Layers predicted but not measured (no group) count under their class with no measured
+    time."""
+    hw = HwArrays.from_profiles([profile], data.precision)
+    out: dict[str, dict] = {}
+    n = 0
+
+    def row(c: str) -> dict:
+        return out.setdefault(c, {"layers": 0, "predicted_s": 0.0, "measured_s": 0.0, "contribution": 0.0})
+
+    for m in data.models:
+        batches = sorted({c.batch for c in m.configs})
+        raw = evaluate(m.layers, hw, batches)
+        index = {name: i for i, name in enumerate(m.layers.names)}
+        for c in m.configs:
+            t = raw.time_s[0, batches.index(c.batch)]
+            f = c.profiler_factor(profiler_s)
+            events = c.group_events or (1,) * len(c.groups)
+            seen = set(c.left_out_layers)
+            pred_c: dict[str, float] = {}
+            meas_c: dict[str, float] = {}
+            for (head, meas, members), ev in zip(c.groups, events):
+                corrected = max(meas - profiler_s * ev * c.layer_scale, 0.0) * f
+                if not members:
+                    meas_c["unmapped"] = meas_c.get("unmapped", 0.0) + corrected
+                    continue
+                cls = LAYER_CLASSES[int(m.layers.class_idx[index.get(head, members[0])])]
+                meas_c[cls] = meas_c.get(cls, 0.0) + corrected
+                pred_c[cls] = pred_c.get(cls, 0.0) + float(t[list(members)].sum())
+                row(cls)["layers"] += 1
+                seen.update(members)
+            for i in range(len(m.layers.names)):
+                if i not in seen and t[i] > 0:
+                    cls = LAYER_CLASSES[int(m.layers.class_idx[i])]
+                    pred_c[cls] = pred_c.get(cls, 0.0) + float(t[i])
+            for cls in set(pred_c) | set(meas_c):
+                r = row(cls)
+                p, q = pred_c.get(cls, 0.0), meas_c.get(cls, 0.0)
+                r["predicted_s"] += p
+                r["measured_s"] += q
+                r["contribution"] += (p - q) / c.measured_s
+            n += 1
+    for r in out.values():
+        r["contribution"] /= max(n, 1)
+    return dict(sorted(out.items(), key=lambda kv: kv[1]["contribution"]))
+
+
 def error_stats(points: list[dict], worst: int = 3) -> dict:
     """End-to-end and per-layer error summary of predict_dataset() output."""
     e = np.array([abs(p["error"]) for p in points]) if points else np.zeros(0)

@@ -521,7 +521,8 @@ def calibrate_command(
         s_before, p_before = cal.evaluate_on(test_data, profile)
         doc["test"] = {"files": list(test_data.files), "models": test_data.model_names,
                        "calibrated": {"summary": s_after, "points": p_after,
-                                      "points_runs_median": cal.median_of_runs(p_after)},
+                                      "points_runs_median": cal.median_of_runs(p_after),
+                                      "by_class": cal.class_contributions(test_data, calibrated, fr.profiler_s)},
                        "uncalibrated": {"summary": s_before, "points": p_before,
                                         "points_runs_median": cal.median_of_runs(p_before)}}
     doc["left_out_as_disturbed"] = list(data.skipped) + (list(test_data.skipped) if test_data is not None else [])
@@ -696,6 +697,22 @@ def repeatability_lines(doc: dict) -> list[str]:
     return out
 
 
+CLASS_HEAD = ["kernel class", "measured kernels", "predicted s", "measured s", "contribution to the mean error"]
+
+
+def class_rows(doc: dict) -> list[list[str]]:
+    """The test set's calibrated error by kernel class (calibrate.class_contributions), the
+    classes that under-predict most first."""
+    by = (((doc.get("test") or {}).get("calibrated") or {}).get("by_class")) or {}
+    return [[c, str(r["layers"]), f"{r['predicted_s']:.4g}", f"{r['measured_s']:.4g}", f"{r['contribution'] * 100:+.1f} pp"]
+            for c, r in by.items()]
+
+
+CLASS_NOTE = ("per configuration, (predicted - measured) of the class / measured end to end, averaged over the test "
+              "configurations; measured: the profiled kernels' times less the fitted profiler cost per event, rescaled "
+              "to the p50")
+
+
 def report_markdown(doc: dict) -> str:
     def table(head, rows):
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -717,6 +734,8 @@ def report_markdown(doc: dict) -> str:
     if doc.get("test"):
         med = median_rows(doc)
         parts += [table(MEDIAN_HEAD, med) if any(r[2] != "1" for r in med) else table(TEST_HEAD, test_rows(doc)), ""]
+        if class_rows(doc):
+            parts += [f"Test set error by kernel class ({CLASS_NOTE}):", "", table(CLASS_HEAD, class_rows(doc)), ""]
     parts += [
              f"Fitted: compute efficiency by class: {eff}; memory efficiency {p['memory_efficiency']:.3g}"
              + (" (kept from the input: too little DRAM-bound time to fit it)" if p.get("memory_efficiency_kept") else "")
@@ -774,6 +793,13 @@ def _print_report(doc: dict) -> None:
             for r in med:
                 t4.add_row(*r)
             con.print(t4)
+        if class_rows(doc):
+            t5 = Table(title=f"Test set error by kernel class ({CLASS_NOTE})", title_justify="left")
+            for h in CLASS_HEAD:
+                t5.add_column(h, justify="left" if h == "kernel class" else "right")
+            for r in class_rows(doc):
+                t5.add_row(*r)
+            con.print(t5)
     p = doc["params"]
     con.print("fitted: " + ", ".join(f"{k} {v:.3g}" for k, v in p["efficiency_by_class"].items()
                                      if k in p.get("fitted_classes", []))

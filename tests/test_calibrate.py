@@ -291,6 +291,10 @@ def test_detect_quick_writes_a_loadable_profile(tmp_path):
     assert all(r in p.notes["fusion"] for r in ("conv_epilogue", "silu", "gelu_erf"))
     # the kernel samples, next to the profile, named by it, readable by calibrate
     assert p.kernel_samples == "host.kernels.json" and (tmp_path / "host.kernels.json").is_file()
+    # the layout's block is MLAS's for this CPU's flags, not the (possibly halved) MAC columns
+    from estimator.validate.detect import _all_flags, nchwc_block
+    if p.layout is not None and nchwc_block(_all_flags()):
+        assert p.layout_block == nchwc_block(_all_flags()) and p.layout_spec()[1] == p.layout_block
     samples = json.loads((tmp_path / "host.kernels.json").read_text())
     assert samples["host"]["hostname"] == hostname and samples["samples"]
     # each round's time is kept (one round with --quick), the fitted time is the fastest round's
@@ -579,3 +583,59 @@ def test_a_class_without_data_follows_its_nearest_ancestor_with_data(tmp_path):
     fitted = cal.apply_params(start, fr.params, fr.fitted_classes, overhead_classes=fr.overhead_classes)
     for c in ("grouped_nchw", "grouped"):
         assert fitted.efficiency.compute_for(c) == pytest.approx(0.3, rel=0.02), c
+
+
+def test_class_contributions_split_a_profiles_error_by_kernel_class():
+    """The truth predicts its own measurements: every class contributes 0. A profile whose depthwise
+    rate is halved over-predicts by exactly the depthwise layers' extra time, all of it under
+    `depthwise`; a profiler cost per event added to the per-layer times is taken out again."""
+    truth = _profile(**json.loads(json.dumps(TRUTH)))
+    table = api.analyze("mobilenetv2", batch=1, precision="fp32")
+    batches = [1, 4]
+    doc = _fake_doc(table, truth, batches, "mobilenetv2")
+    prof_s = 7e-6   # the profiler's cost per event, on every group head's time
+    for c in doc["configurations"]:
+        heads = [l for l in c["layers"] if "fused_into" not in l and l["measured_s"] > 0]
+        for l in heads:
+            l["measured_s"] += prof_s
+        c["layer_totals"]["kernel_total_s"] += prof_s * len(heads)
+    data = cal.build_dataset([("m.json", doc, table)], "fp32")
+    own = cal.class_contributions(data, truth, prof_s)
+    assert {"conv1x1", "depthwise", "conv_stem", "gemv"} <= set(own)
+    for c, r in own.items():
+        assert r["contribution"] == pytest.approx(0.0, abs=1e-9), c
+        assert r["predicted_s"] == pytest.approx(r["measured_s"], rel=1e-9), c
+    slow = dict(json.loads(json.dumps(TRUTH)))
+    slow["efficiency"]["by_layer_class"]["depthwise"] = 0.1
+    slow = _profile(**slow)
+    got = cal.class_contributions(data, slow, prof_s)
+    la = LayerArrays.from_table(table)
+    dw = la.class_idx == LAYER_CLASSES.index("depthwise")
+    t0 = evaluate(la, HwArrays.from_profiles([truth], "fp32"), batches).time_s[0]
+    t1 = evaluate(la, HwArrays.from_profiles([slow], "fp32"), batches).time_s[0]
+    want = np.mean([(t1[bi][dw].sum() - t0[bi][dw].sum()) / t0[bi].sum() for bi in range(len(batches))])
+    assert want > 0.05
+    assert got["depthwise"]["contribution"] == pytest.approx(want, rel=1e-6)
+    assert all(r["contribution"] == pytest.approx(0.0, abs=1e-9) for c, r in got.items() if c != "depthwise")
+    # the classes' contributions add up to the mean end-to-end error
+    errs = [p["error"] for p in cal.predict_dataset(data, slow)]
+    assert sum(r["contribution"] for r in got.values()) == pytest.approx(np.mean(errs), rel=1e-6)
+
+
+def test_calibrate_report_splits_the_test_sets_error_by_kernel_class(tmp_path):
+    """`--test` results get a by-class split of their calibrated error in the JSON report and a
+    table in the markdown one."""
+    import shutil
+
+    prof = _write_profile(tmp_path)
+    runs = _file_model_results(tmp_path)
+    held = tmp_path / "held"
+    shutil.copytree(runs, held)
+    rep = tmp_path / "r.json"
+    code, out, err = run_cli("calibrate", runs, "--hw", prof, "-o", str(tmp_path / "c.yaml"), "--no-cv",
+                             "--test", str(held), "--report", str(rep), "--format", "markdown")
+    assert code == 0, err
+    by = json.loads(rep.read_text())["test"]["calibrated"]["by_class"]
+    assert by and all({"layers", "predicted_s", "measured_s", "contribution"} <= set(r) for r in by.values())
+    assert sum(r["layers"] for r in by.values()) >= 1
+    assert "Test set error by kernel class" in out and "contribution to the mean error" in out
